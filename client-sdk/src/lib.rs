@@ -1,0 +1,1 @@
+//! Jemput client SDK.

@@ -1,0 +1,1 @@
+//! Jemput server library.
