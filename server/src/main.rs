@@ -1,1 +1,5 @@
-fn main() {}
+//! The `jemput` binary.
+
+fn main() -> std::process::ExitCode {
+    jemput_server::cli::main()
+}

@@ -1,0 +1,98 @@
+//! HTTP routes: the WebSocket upgrade, health, readiness and metrics.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::{Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_http::trace::TraceLayer;
+
+use crate::config::ConnectionLimits;
+use crate::storage::Storage;
+use crate::sync::Hub;
+use crate::ws::{UpgradeIdentity, serve_connection};
+
+/// Shared by every handler.
+pub struct AppState<S> {
+    pub hub: Arc<Hub<S>>,
+    pub limits: ConnectionLimits,
+    pub metrics: PrometheusHandle,
+    /// Cancelled when the server starts shutting down.
+    pub shutdown: CancellationToken,
+    /// WebSocket connections, so shutdown can wait for them.
+    pub connections: TaskTracker,
+    pub ready: AtomicBool,
+}
+
+pub fn router<S: Storage>(state: Arc<AppState<S>>) -> Router {
+    Router::new()
+        .route("/v1/ws", get(websocket::<S>))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz::<S>))
+        .route("/metrics", get(metrics::<S>))
+        .layer(
+            // Spans carry the path only: query strings will carry tokens.
+            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                tracing::info_span!("http", method = %request.method(), path = %request.uri().path())
+            }),
+        )
+        .with_state(state)
+}
+
+async fn websocket<S: Storage>(
+    State(state): State<Arc<AppState<S>>>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if state.shutdown.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "server is shutting down").into_response();
+    }
+    let limits = state.limits.clone();
+    upgrade
+        .max_frame_size(limits.max_frame_bytes)
+        .max_message_size(limits.max_message_bytes)
+        .on_failed_upgrade(|error| tracing::info!(%error, "websocket upgrade failed"))
+        .on_upgrade(move |socket| {
+            let hub = Arc::clone(&state.hub);
+            let shutdown = state.shutdown.clone();
+            let connection = serve_connection(
+                socket,
+                hub,
+                limits,
+                UpgradeIdentity::default(),
+                shutdown,
+            );
+            let tracked = state.connections.track_future(connection);
+            async move { tracked.await }
+        })
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz<S: Storage>(State(state): State<Arc<AppState<S>>>) -> Response {
+    if !state.ready.load(Ordering::Relaxed) || state.shutdown.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response();
+    }
+    match state.hub.storage().ping().await {
+        Ok(()) => "ready".into_response(),
+        Err(error) => {
+            tracing::warn!(%error, "readiness check: storage unavailable");
+            (StatusCode::SERVICE_UNAVAILABLE, "storage unavailable").into_response()
+        }
+    }
+}
+
+async fn metrics<S: Storage>(State(state): State<Arc<AppState<S>>>) -> Response {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}

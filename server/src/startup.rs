@@ -1,0 +1,141 @@
+//! Builds and runs the server; shared by `main` and the tests, which hand in a listener bound
+//! to port 0 and a shutdown future.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum_server::tls_rustls::RustlsConfig;
+use jemput_sync_protocol::{PeerId, StorageId};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{DatabaseConfig, ServeConfig};
+use crate::http::{AppState, router};
+use crate::storage::{PostgresStorage, SqliteStorage, SqliteStorageConfig, Storage, StorageError};
+use crate::sync::Hub;
+use crate::tls::{self, TlsError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    #[error("tls: {0}")]
+    Tls(#[from] TlsError),
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("invalid server identity: {0}")]
+    Identity(#[from] jemput_sync_protocol::IdError),
+}
+
+/// Opens the configured database (applying migrations) and serves on `listener` until
+/// `shutdown` completes, then stops gracefully: no new connections, WebSocket peers closed,
+/// every in-flight write finished, sync states persisted, storage closed.
+pub async fn serve(
+    config: ServeConfig,
+    listener: std::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    match &config.database {
+        DatabaseConfig::Sqlite { path } => {
+            let storage = SqliteStorage::open(SqliteStorageConfig::new(path.clone())).await?;
+            serve_with(storage, config, listener, shutdown).await
+        }
+        DatabaseConfig::Postgres {
+            url,
+            max_connections,
+        } => {
+            let storage = PostgresStorage::open(url.expose(), *max_connections).await?;
+            serve_with(storage, config, listener, shutdown).await
+        }
+    }
+}
+
+/// Applies pending migrations for the configured database (`jemput migrate`).
+pub async fn migrate(database: &DatabaseConfig) -> Result<(), StorageError> {
+    match database {
+        DatabaseConfig::Sqlite { path } => {
+            SqliteStorage::migrate(&SqliteStorageConfig::new(path.clone())).await
+        }
+        DatabaseConfig::Postgres { url, .. } => PostgresStorage::migrate(url.expose()).await,
+    }
+}
+
+async fn serve_with<S: Storage>(
+    storage: S,
+    config: ServeConfig,
+    listener: std::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let storage = Arc::new(storage);
+    let result = serve_storage(Arc::clone(&storage), config, listener, shutdown).await;
+    storage.close().await;
+    result
+}
+
+async fn serve_storage<S: Storage>(
+    storage: Arc<S>,
+    config: ServeConfig,
+    listener: std::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let storage_id = storage
+        .init_setting("server_storage_id", &uuid::Uuid::new_v4().to_string())
+        .await?;
+    let storage_id = StorageId::parse(storage_id)?;
+    // One peer id per process, so several instances on one database stay distinct peers.
+    let peer_id = PeerId::parse(format!("jemput-{}", uuid::Uuid::new_v4().simple()))?;
+    let hub = Hub::new(storage, config.hub.clone(), peer_id, storage_id);
+    let state = Arc::new(AppState {
+        hub: Arc::clone(&hub),
+        limits: config.limits.clone(),
+        metrics: crate::metrics::install(),
+        shutdown: CancellationToken::new(),
+        connections: TaskTracker::new(),
+        ready: AtomicBool::new(false),
+    });
+    let app = router(Arc::clone(&state)).into_make_service();
+    let handle = axum_server::Handle::new();
+    let server = match &config.tls {
+        Some(paths) => {
+            let rustls = tls::server_config(&paths.cert, &paths.key)?;
+            let server = axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(rustls))?
+                .handle(handle.clone());
+            tokio::spawn(server.serve(app))
+        }
+        None => {
+            let server = axum_server::from_tcp(listener)?.handle(handle.clone());
+            tokio::spawn(server.serve(app))
+        }
+    };
+    state.ready.store(true, Ordering::Relaxed);
+
+    let stopped_early = tokio::select! {
+        () = shutdown => None,
+        result = server => Some(result),
+    };
+    if let Some(result) = stopped_early {
+        // The listener failed on its own; still flush what documents hold.
+        hub.shutdown(config.shutdown_grace).await;
+        return match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(error.into()),
+            Err(join) => Err(std::io::Error::other(join).into()),
+        };
+    }
+
+    tracing::info!("shutting down: closing connections, finishing writes");
+    state.ready.store(false, Ordering::Relaxed);
+    state.shutdown.cancel();
+    handle.graceful_shutdown(Some(config.shutdown_grace));
+    state.connections.close();
+    if tokio::time::timeout(config.shutdown_grace, state.connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not close before the shutdown deadline");
+    }
+    hub.shutdown(config.shutdown_grace).await;
+    tracing::info!("shutdown complete");
+    Ok(())
+}
