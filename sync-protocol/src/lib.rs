@@ -3,7 +3,12 @@
 //!
 //! Nothing here performs IO, reads a clock or draws randomness: callers pass bytes and time in
 //! and get messages and effects out. The server and the client SDK are the drivers.
+//!
+//! - [`ids`]: document, peer and storage ids, parsed once at the edge.
+//! - [`message`]: the messages and their CBOR codec ([`decode`], [`encode`]).
+//! - [`connection`]: the server side of one connection ([`Connection`]).
 
+mod cbor;
 pub mod connection;
 pub mod ids;
 pub mod message;
