@@ -8,6 +8,8 @@
 //! - [`message`]: the messages and their CBOR codec ([`decode`], [`encode`]).
 //! - [`connection`]: the server side of one connection ([`Connection`]).
 
+#![warn(missing_docs)]
+
 mod cbor;
 pub mod connection;
 pub mod ids;
