@@ -86,7 +86,7 @@ pub enum Violation {
 ///    driver's to report; this type only sees well-formed messages) and pass the result to
 ///    [`Connection::handle_message`]:
 ///    - `Ok(Inbound::Joined { reply, .. })`: send `reply`. The client may `join` again with
-///      the same id (JS clients re-send `join` after reconnecting); answer each one.
+///      the same id (the JS server answers every `join`); answer each one.
 ///    - `Ok(Inbound::Request | Sync | Ephemeral)`: route to the document layer. The
 ///      message's `sender_id` is the joined peer and its `target_id` is us.
 ///    - `Ok(Inbound::Leave)`: close the connection.
