@@ -1,3 +1,9 @@
 //! End-to-end tests: real servers driven by real clients, one binary of modules.
 
+/// The real server binary, built from the same entry point as `jemput`.
+pub const JEMPUT: &str = env!("CARGO_BIN_EXE_jemput-under-test");
+
+mod durability;
+mod ops;
 mod samod_interop;
+mod ws_protocol;

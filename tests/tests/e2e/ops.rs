@@ -1,0 +1,124 @@
+//! Operations: health, readiness, metrics, TLS, graceful shutdown, keepalive.
+
+use std::time::{Duration, Instant};
+
+use automerge::Automerge;
+use automerge::sync;
+use jemput_tests::{RawPeer, TestDatabase, TestServer};
+
+use crate::JEMPUT;
+use crate::ws_protocol::{doc_with, new_document_id};
+
+#[tokio::test]
+async fn health_readiness_and_metrics_are_served() {
+    let server = TestServer::start(JEMPUT, TestDatabase::sqlite()).await;
+    assert_eq!(server.get("/healthz").await.0, 200);
+    assert_eq!(server.get("/readyz").await.0, 200);
+    let mut peer = RawPeer::joined(&server.ws_url(), "peer-metrics", None).await;
+    peer.sync_document(
+        new_document_id(),
+        &mut doc_with("k", "v"),
+        &mut sync::State::new(),
+    )
+    .await;
+    let (status, body) = server.get("/metrics").await;
+    assert_eq!(status, 200);
+    for name in [
+        "jemput_websocket_connections",
+        "jemput_documents_in_memory",
+        "jemput_frames_in_total",
+        "jemput_frames_out_total",
+        "jemput_bytes_in_total",
+        "jemput_bytes_out_total",
+        "jemput_storage_write_seconds",
+        "jemput_changes_applied_total",
+    ] {
+        assert!(body.contains(name), "/metrics lacks {name}:\n{body}");
+    }
+}
+
+#[tokio::test]
+async fn sigterm_shuts_down_gracefully_and_keeps_what_was_acknowledged() {
+    let mut server = TestServer::start(JEMPUT, TestDatabase::sqlite()).await;
+    let id = new_document_id();
+    let mut peer = RawPeer::joined(&server.ws_url(), "peer-shutdown", Some("storage-1")).await;
+    let mut doc = doc_with("before", "shutdown");
+    peer.sync_document(id, &mut doc, &mut sync::State::new()).await;
+    assert!(server.stop().await, "jemput exited with failure after SIGTERM");
+    server.restart().await;
+    let mut reader = RawPeer::joined(&server.ws_url(), "peer-reader", None).await;
+    let mut copy = Automerge::new();
+    reader
+        .sync_document(id, &mut copy, &mut sync::State::new())
+        .await;
+    assert_eq!(copy.get_heads(), doc.get_heads());
+}
+
+#[tokio::test]
+async fn a_silent_peer_is_dropped_but_one_still_sending_is_kept() {
+    let server = TestServer::start_with_args(
+        JEMPUT,
+        TestDatabase::sqlite(),
+        &["--idle-timeout-secs", "2", "--ping-interval-secs", "1"],
+    )
+    .await;
+    let url = server.ws_url();
+
+    // Never reads (so never answers pings), but keeps sending: must not be cut.
+    let mut busy = RawPeer::joined(&url, "peer-busy-uplink", None).await;
+    let id = new_document_id();
+    let mut doc = doc_with("n", "0");
+    let mut state = sync::State::new();
+    let started = Instant::now();
+    let mut n = 0;
+    while started.elapsed() < Duration::from_secs(5) {
+        n += 1;
+        crate::ws_protocol::put(&mut doc, "n", &n.to_string());
+        let data = automerge::sync::SyncDoc::generate_sync_message(&doc, &mut sync::State::new())
+            .expect("message")
+            .encode();
+        let message = busy.sync_message("sync", id, data);
+        busy.send(&message).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    busy.sync_document(id, &mut doc, &mut state).await;
+
+    // Sends nothing and reads nothing: dropped after the idle timeout.
+    let mut silent = RawPeer::joined(&url, "peer-silent", None).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    silent.expect_closed().await;
+}
+
+#[tokio::test]
+async fn serves_wss_with_a_dev_certificate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let status = std::process::Command::new(JEMPUT)
+        .args(["dev-cert", "--out-dir"])
+        .arg(dir.path())
+        .status()
+        .expect("run dev-cert");
+    assert!(status.success());
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    let server = TestServer::start_with_args(
+        JEMPUT,
+        TestDatabase::sqlite(),
+        &[
+            "--tls-cert",
+            cert.to_str().expect("utf-8 path"),
+            "--tls-key",
+            key.to_str().expect("utf-8 path"),
+        ],
+    )
+    .await;
+    assert!(server.ws_url().starts_with("wss://"));
+    let connector = jemput_tests::tls::connector_trusting(&cert);
+    let mut peer = RawPeer::connect_tls(&server.ws_url(), "peer-tls", connector).await;
+    peer.join(None).await;
+    peer.sync_document(
+        new_document_id(),
+        &mut doc_with("secure", "yes"),
+        &mut sync::State::new(),
+    )
+    .await;
+}

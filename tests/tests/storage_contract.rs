@@ -1,0 +1,118 @@
+//! One storage story, run against every dialect (SQLite always, PostgreSQL when
+//! `JEMPUT_TEST_DATABASE_URL` is set): the contract of `jemput_server::storage::Storage`.
+
+use automerge::transaction::Transactable;
+use automerge::{Automerge, ROOT};
+use jemput_server::storage::{
+    ChunkKind, PostgresStorage, SqliteStorage, SqliteStorageConfig, Storage,
+};
+use jemput_sync_protocol::{DocumentId, StorageId};
+use jemput_tests::TestDatabase;
+
+fn document_id() -> DocumentId {
+    DocumentId::from_bytes(*uuid::Uuid::new_v4().as_bytes())
+}
+
+fn change(doc: &mut Automerge, key: &str) -> Vec<u8> {
+    let heads = doc.get_heads();
+    let mut tx = doc.transaction();
+    tx.put(ROOT, key, key).expect("put");
+    tx.commit();
+    doc.save_after(&heads)
+}
+
+async fn story<S: Storage>(storage: S) {
+    let id = document_id();
+    assert!(!storage.document_exists(id).await.expect("exists"));
+    assert!(storage.load_chunks(id).await.expect("load").is_empty());
+
+    // Appends are durable and ordered.
+    let mut doc = Automerge::new();
+    let first = storage.append_chunk(id, change(&mut doc, "a")).await.expect("append");
+    let second = storage.append_chunk(id, change(&mut doc, "b")).await.expect("append");
+    assert!(second > first);
+    assert!(storage.document_exists(id).await.expect("exists"));
+    let chunks = storage.load_chunks(id).await.expect("load");
+    assert_eq!(chunks.iter().map(|c| c.id).collect::<Vec<_>>(), vec![first, second]);
+    assert!(chunks.iter().all(|c| c.kind == ChunkKind::Incremental));
+
+    // A chunk written by someone else after we loaded survives our compaction.
+    let loaded: Vec<_> = chunks.iter().map(|c| c.id).collect();
+    let mut other_writer = doc.clone();
+    let concurrent = storage
+        .append_chunk(id, change(&mut other_writer, "c"))
+        .await
+        .expect("append");
+    let snapshot = storage
+        .compact(id, loaded, doc.save())
+        .await
+        .expect("compact");
+    let after = storage.load_chunks(id).await.expect("load");
+    let ids: Vec<_> = after.iter().map(|c| c.id).collect();
+    assert_eq!(ids, vec![concurrent, snapshot]);
+    assert_eq!(after[1].kind, ChunkKind::Snapshot);
+    let mut reloaded = Automerge::new();
+    for chunk in &after {
+        reloaded.load_incremental(&chunk.data).expect("load chunk");
+    }
+    assert_eq!(reloaded.get_heads(), other_writer.get_heads());
+
+    // Sync states per (document, peer storage), overwritten in place.
+    let peer = StorageId::parse("storage-a").expect("id");
+    assert_eq!(storage.load_sync_state(id, &peer).await.expect("load"), None);
+    storage.save_sync_state(id, &peer, vec![1]).await.expect("save");
+    storage.save_sync_state(id, &peer, vec![2]).await.expect("save");
+    assert_eq!(storage.load_sync_state(id, &peer).await.expect("load"), Some(vec![2]));
+
+    // Settings are set once.
+    assert_eq!(storage.init_setting("k", "first").await.expect("init"), "first");
+    assert_eq!(storage.init_setting("k", "second").await.expect("init"), "first");
+    assert_eq!(storage.setting("k").await.expect("get").as_deref(), Some("first"));
+
+    storage.ping().await.expect("ping");
+    storage.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_meets_the_storage_contract() {
+    let database = TestDatabase::sqlite();
+    let config = SqliteStorageConfig::new(database.data_dir().join("jemput.db"));
+    story(SqliteStorage::open(config).await.expect("open")).await;
+}
+
+#[tokio::test]
+async fn postgres_meets_the_storage_contract() {
+    let Some(database) = TestDatabase::postgres("postgres storage contract").await else {
+        return;
+    };
+    let url = database.database_url().expect("postgres url");
+    story(PostgresStorage::open(url, 4).await.expect("open")).await;
+}
+
+#[tokio::test]
+async fn sqlite_group_commit_serves_many_concurrent_writers() {
+    let database = TestDatabase::sqlite();
+    let config = SqliteStorageConfig::new(database.data_dir().join("jemput.db"));
+    let storage = std::sync::Arc::new(SqliteStorage::open(config).await.expect("open"));
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let storage = std::sync::Arc::clone(&storage);
+        tasks.push(tokio::spawn(async move {
+            let id = document_id();
+            let mut doc = Automerge::new();
+            for key in ["a", "b", "c"] {
+                storage.append_chunk(id, change(&mut doc, key)).await.expect("append");
+            }
+            (id, doc.get_heads())
+        }));
+    }
+    for task in tasks {
+        let (id, heads) = task.await.expect("task");
+        let mut doc = Automerge::new();
+        for chunk in storage.load_chunks(id).await.expect("load") {
+            doc.load_incremental(&chunk.data).expect("chunk");
+        }
+        assert_eq!(doc.get_heads(), heads);
+    }
+    storage.close().await;
+}
