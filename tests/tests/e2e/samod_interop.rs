@@ -20,39 +20,27 @@ pub mod samod_dialer;
 #[path = "../../examples/support/samod_server.rs"]
 pub mod samod_server;
 
-/// One test per scenario against the server that `$spawn().await` starts; the value it returns
-/// has an `endpoint` field and stops the server when dropped.
+/// One test per scenario, run against each server that `$servers(test_name).await` starts (an
+/// iterable of values with an `endpoint` field that stop their server when dropped).
 macro_rules! scenario_tests {
-    ($spawn:path) => {
+    ($servers:path) => {
+        scenario_tests!(@one $servers, two_clients_share_documents);
+        scenario_tests!(@one $servers, document_created_offline_reaches_others);
+        scenario_tests!(@one $servers, concurrent_edits_merge_after_reconnect);
+        scenario_tests!(@one $servers, concurrent_edits_merge_after_restart);
+    };
+    (@one $servers:path, $scenario:ident) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn two_clients_share_documents() {
-            let server = $spawn().await;
-            super::two_clients_share_documents(&server.endpoint).await;
-        }
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn document_created_offline_reaches_others() {
-            let server = $spawn().await;
-            super::document_created_offline_reaches_others(&server.endpoint).await;
-        }
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn concurrent_edits_merge_after_reconnect() {
-            let server = $spawn().await;
-            super::concurrent_edits_merge_after_reconnect(&server.endpoint).await;
-        }
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn concurrent_edits_merge_after_restart() {
-            let server = $spawn().await;
-            super::concurrent_edits_merge_after_restart(&server.endpoint).await;
+        async fn $scenario() {
+            for server in $servers(stringify!($scenario)).await {
+                crate::samod_interop::$scenario(&server.endpoint).await;
+            }
         }
     };
 }
 
-// Enabled once the tests crate has its `jemput-under-test` binary.
-// #[path = "samod_vs_jemput.rs"]
-// mod vs_jemput;
+#[path = "samod_vs_jemput.rs"]
+mod vs_jemput;
 #[path = "samod_vs_reference.rs"]
 mod vs_reference;
 #[path = "samod_wss.rs"]

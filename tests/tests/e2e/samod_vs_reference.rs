@@ -41,4 +41,9 @@ pub async fn spawn_samod_server() -> SamodServer {
     }
 }
 
-scenario_tests!(spawn_samod_server);
+/// One samod server per scenario.
+async fn servers(_test: &str) -> [SamodServer; 1] {
+    [spawn_samod_server().await]
+}
+
+scenario_tests!(servers);

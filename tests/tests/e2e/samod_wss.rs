@@ -27,12 +27,17 @@ impl Drop for WssSamodServer {
     }
 }
 
+/// A development certificate for `127.0.0.1` and `localhost`, signed by its own key.
+pub fn self_signed_certificate() -> rcgen::CertifiedKey<rcgen::KeyPair> {
+    rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .expect("self-signed certificate")
+}
+
 /// Starts samod behind TLS with a fresh self-signed certificate for `127.0.0.1`; the endpoint
 /// trusts that certificate.
 pub async fn spawn_wss_samod_server() -> WssSamodServer {
     install_ring_provider();
-    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()])
-        .expect("self-signed certificate");
+    let certified = self_signed_certificate();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
         certified.signing_key.serialize_der(),
     ));
@@ -82,7 +87,12 @@ pub async fn spawn_wss_samod_server() -> WssSamodServer {
     }
 }
 
-scenario_tests!(spawn_wss_samod_server);
+/// One samod server behind TLS per scenario.
+async fn servers(_test: &str) -> [WssSamodServer; 1] {
+    [spawn_wss_samod_server().await]
+}
+
+scenario_tests!(servers);
 
 #[tokio::test]
 async fn an_untrusted_certificate_fails_the_dial() {
