@@ -245,7 +245,7 @@ export class Client {
     this.retryMs = retryMs;
     this.serverPeerId = undefined;
     this.connectedCount = 0;
-    this.serverHeads = new Map(); // documentId -> encoded heads the server has, sorted
+    this.rawServerHeads = new Map(); // documentId -> heads (hex) the server last said it has
     const storage = storageDir
       ? new NodeFSStorageAdapter(storageDir)
       : memory
@@ -264,9 +264,12 @@ export class Client {
     this.repo.networkSubsystem.on("peer-disconnected", ({ peerId: p }) => {
       if (p === this.serverPeerId) this.serverPeerId = undefined;
     });
+    this.headsWaiters = new Map(); // documentId -> Set of callbacks run on each server heads update
     this.repo.synchronizer.on("sync-state", ({ peerId: p, documentId, syncState }) => {
       if (p === this.serverPeerId && syncState.theirHeads) {
-        this.serverHeads.set(documentId, encodeHeads(syncState.theirHeads).slice().sort());
+        // Raw (hex) heads: encoding them on every sync message would cost the load worker dearly.
+        this.rawServerHeads.set(documentId, syncState.theirHeads);
+        for (const fn of this.headsWaiters.get(documentId) ?? []) fn();
       }
     });
     if (url) this.connect(url);
@@ -274,6 +277,12 @@ export class Client {
 
   get peerId() {
     return this.repo.peerId;
+  }
+
+  /** The heads (encoded like `handle.heads()`) the server last said it has for a document. */
+  serverHeads(documentId) {
+    const raw = this.rawServerHeads.get(documentId);
+    return raw ? encodeHeads(raw) : undefined;
   }
 
   /** Adds a WebSocket client adapter (a Repo without network goes online). */
@@ -296,12 +305,26 @@ export class Client {
   }
 
   /** Waits until the server's sync state says it has exactly this handle's current heads. */
-  async waitServerHas(handle, timeoutMs) {
-    await waitFor(() => headsEqual(this.serverHeads.get(handle.documentId), handle.heads()), {
-      timeoutMs,
-      what: `the server to acknowledge heads of ${handle.url} from client ${this.name}`,
-      describe: () =>
-        `local ${JSON.stringify(handle.heads())}, server ${JSON.stringify(this.serverHeads.get(handle.documentId))}`,
+  waitServerHas(handle, timeoutMs) {
+    const id = handle.documentId;
+    const has = () => headsEqual(this.serverHeads(id), handle.heads());
+    if (has()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const waiters = this.headsWaiters.get(id) ?? new Set();
+      this.headsWaiters.set(id, waiters);
+      const done = err => {
+        waiters.delete(check);
+        clearTimeout(timer);
+        clearInterval(poll); // a local change can make the heads equal without a sync-state event
+        err ? reject(err) : resolve();
+      };
+      const check = () => has() && done();
+      waiters.add(check);
+      const poll = setInterval(check, 250);
+      const timer = setTimeout(() => done(new Error(
+        `timed out after ${timeoutMs} ms waiting for the server to acknowledge heads of ${handle.url} ` +
+          `from client ${this.name}: local ${JSON.stringify(handle.heads())}, server ${JSON.stringify(this.serverHeads(id))}`,
+      )), timeoutMs);
     });
   }
 
