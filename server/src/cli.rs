@@ -13,12 +13,22 @@ use crate::telemetry::{self, LogFormat};
 use crate::{startup, tls};
 
 #[derive(Debug, Parser)]
-#[command(name = "jemput", version, about = "Jemput: offline-first sync server for public service outreach")]
+#[command(
+    name = "jemput",
+    version,
+    about = "Jemput: offline-first sync server for public service outreach"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
     /// Log format on stderr.
-    #[arg(long, global = true, env = "JEMPUT_LOG_FORMAT", value_enum, default_value = "pretty")]
+    #[arg(
+        long,
+        global = true,
+        env = "JEMPUT_LOG_FORMAT",
+        value_enum,
+        default_value = "pretty"
+    )]
     log_format: LogFormat,
     /// Log filter, in RUST_LOG syntax.
     #[arg(long, global = true, env = "JEMPUT_LOG", default_value = "info")]
@@ -145,7 +155,10 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format, &cli.log);
     tls::install_crypto_provider();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             tracing::error!(%error, "cannot start the async runtime");
@@ -168,7 +181,11 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             let config = args.config();
             let listener = std::net::TcpListener::bind(config.listen)?;
             let address = listener.local_addr()?;
-            let scheme = if config.tls.is_some() { "https" } else { "http" };
+            let scheme = if config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
             // Machine-readable: tests and scripts wait for this line.
             println!("jemput listening on {scheme}://{address}");
             tracing::info!(%address, database = ?config.database, "jemput serving");

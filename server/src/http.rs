@@ -60,15 +60,9 @@ async fn websocket<S: Storage>(
         .on_upgrade(move |socket| {
             let hub = Arc::clone(&state.hub);
             let shutdown = state.shutdown.clone();
-            let connection = serve_connection(
-                socket,
-                hub,
-                limits,
-                UpgradeIdentity::default(),
-                shutdown,
-            );
-            let tracked = state.connections.track_future(connection);
-            async move { tracked.await }
+            let connection =
+                serve_connection(socket, hub, limits, UpgradeIdentity::default(), shutdown);
+            state.connections.track_future(connection)
         })
 }
 

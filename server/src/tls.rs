@@ -92,7 +92,10 @@ pub struct DevCertificate {
 
 /// Writes a self-signed certificate for `localhost`, `127.0.0.1` and `::1` (plus any extra
 /// names) to `dir/cert.pem` and `dir/key.pem`. For development only.
-pub fn write_dev_certificate(dir: &Path, extra_names: &[String]) -> Result<DevCertificate, TlsError> {
+pub fn write_dev_certificate(
+    dir: &Path,
+    extra_names: &[String],
+) -> Result<DevCertificate, TlsError> {
     let mut names = vec![
         "localhost".to_owned(),
         "127.0.0.1".to_owned(),
@@ -107,7 +110,11 @@ pub fn write_dev_certificate(dir: &Path, extra_names: &[String]) -> Result<DevCe
     let cert = dir.join("cert.pem");
     let key = dir.join("key.pem");
     write_file(&cert, certified.cert.pem().as_bytes(), 0o644)?;
-    write_file(&key, certified.signing_key.serialize_pem().as_bytes(), 0o600)?;
+    write_file(
+        &key,
+        certified.signing_key.serialize_pem().as_bytes(),
+        0o600,
+    )?;
     Ok(DevCertificate { cert, key })
 }
 

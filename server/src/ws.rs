@@ -130,7 +130,10 @@ async fn run<S: Storage>(
             None => break,
             Some(Err(error)) => {
                 tracing::info!(%error, "websocket read failed");
-                fatal(protocol_error(&protocol, &format!("websocket error: {error}")));
+                fatal(protocol_error(
+                    &protocol,
+                    &format!("websocket error: {error}"),
+                ));
                 break;
             }
             Some(Ok(Frame::Binary(bytes))) => bytes,
@@ -155,7 +158,10 @@ async fn run<S: Storage>(
             Err(error) => {
                 tracing::warn!(%error, bytes = bytes.len(), "malformed message");
                 metrics::counter!(crate::metrics::PROTOCOL_ERRORS).increment(1);
-                fatal(protocol_error(&protocol, &format!("malformed message: {error}")));
+                fatal(protocol_error(
+                    &protocol,
+                    &format!("malformed message: {error}"),
+                ));
                 break;
             }
         };
@@ -207,8 +213,14 @@ async fn run<S: Storage>(
                     },
                     () = closer.cancelled() => break,
                 };
-                hub.receive(peer, inbound_kind, message.document_id, message.data, permit)
-                    .await;
+                hub.receive(
+                    peer,
+                    inbound_kind,
+                    message.document_id,
+                    message.data,
+                    permit,
+                )
+                .await;
             }
             Inbound::Ephemeral(message) => {
                 if let Some(peer) = joined.as_ref() {
@@ -225,7 +237,10 @@ async fn run<S: Storage>(
     }
     drop(outbox);
     // Let the writer flush a final error message, then make sure it stops.
-    if tokio::time::timeout(Duration::from_secs(5), writer).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(5), writer)
+        .await
+        .is_err()
+    {
         closer.cancel();
     }
     closer.cancel();

@@ -175,7 +175,11 @@ impl RawPeer {
         let mut first = true;
         loop {
             if let Some(message) = doc.generate_sync_message(state) {
-                let kind = if first && doc.get_heads().is_empty() { "request" } else { "sync" };
+                let kind = if first && doc.get_heads().is_empty() {
+                    "request"
+                } else {
+                    "sync"
+                };
                 let message = self.sync_message(kind, document, message.encode());
                 self.send(&message).await;
             }
@@ -184,7 +188,10 @@ impl RawPeer {
             if state.their_heads.as_ref() == Some(&heads) && state.shared_heads == heads {
                 return;
             }
-            assert!(Instant::now() < deadline, "sync of {document} did not converge");
+            assert!(
+                Instant::now() < deadline,
+                "sync of {document} did not converge"
+            );
             match self.recv_within(Duration::from_millis(500)).await {
                 Ok(Some(Message::Sync(m))) if m.document_id == document => {
                     let message = sync::Message::decode(&m.data).expect("valid sync message");

@@ -26,6 +26,16 @@ impl TestServer {
     }
 
     pub async fn start_with_args(binary: &str, database: TestDatabase, extra: &[&str]) -> Self {
+        Self::start_on(binary, database, extra, "127.0.0.1:0").await
+    }
+
+    /// Starts on a given address, e.g. one a client was already told to dial.
+    pub async fn start_on(
+        binary: &str,
+        database: TestDatabase,
+        extra: &[&str],
+        listen: &str,
+    ) -> Self {
         let mut server = Self {
             binary: PathBuf::from(binary),
             child: None,
@@ -33,7 +43,7 @@ impl TestServer {
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
             database,
         };
-        server.launch("127.0.0.1:0").await;
+        server.launch(listen).await;
         server
     }
 
@@ -146,11 +156,16 @@ pub async fn http_get(address: &str, path: &str) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(address)
         .await
         .expect("connect to server");
-    let request =
-        format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("write request");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("write request");
     let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.expect("read response");
+    stream
+        .read_to_end(&mut response)
+        .await
+        .expect("read response");
     let text = String::from_utf8_lossy(&response).into_owned();
     let status = text
         .split_whitespace()
@@ -162,4 +177,10 @@ pub async fn http_get(address: &str, path: &str) -> (u16, String) {
         .map(|(_, body)| body.to_owned())
         .unwrap_or_default();
     (status, body)
+}
+
+/// A loopback address with a port that was free a moment ago.
+pub fn free_local_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    listener.local_addr().expect("local address").to_string()
 }

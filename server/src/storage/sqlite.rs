@@ -4,14 +4,14 @@
 //! commits whatever has queued up in one transaction (group commit): one fsync serves many
 //! concurrent documents. Reads use a separate pool, which WAL lets run beside the writer.
 
+use std::any::Any;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
+use futures_util::future::BoxFuture;
 use jemput_sync_protocol::{DocumentId, StorageId};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
@@ -57,14 +57,27 @@ enum WriteOp {
         name: String,
         value: String,
     },
+    /// Any other write, run by the writer inside the group transaction (see
+    /// [`SqliteStorage::write_with`]).
+    Custom(Option<CustomWrite>),
     /// Commit what was queued before it, then stop the writer.
     Close,
 }
+
+/// A write expressed as a function of the writer's connection; its value reaches the caller
+/// only after the group transaction committed.
+pub type CustomWrite = Box<
+    dyn for<'c> FnOnce(
+            &'c mut SqliteConnection,
+        ) -> BoxFuture<'c, Result<Box<dyn Any + Send>, sqlx::Error>>
+        + Send,
+>;
 
 enum WriteOutcome {
     Chunk(ChunkId),
     Done,
     Setting(String),
+    Custom(Box<dyn Any + Send>),
 }
 
 struct WriteJob {
@@ -80,12 +93,12 @@ pub struct SqliteStorage {
 impl SqliteStorage {
     /// Opens (creating if needed) the database file and applies pending migrations.
     pub async fn open(config: SqliteStorageConfig) -> Result<Self, StorageError> {
-        if let Some(parent) = config.path.parent() {
-            if !parent.as_os_str().is_empty() {
-                tokio::fs::create_dir_all(parent)
-                    .await
-                    .map_err(|e| StorageError::Database(sqlx::Error::Io(e)))?;
-            }
+        if let Some(parent) = config.path.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| StorageError::Database(sqlx::Error::Io(e)))?;
         }
         let options = SqliteConnectOptions::from_str("sqlite://")?
             .filename(&config.path)
@@ -116,6 +129,36 @@ impl SqliteStorage {
         Ok(())
     }
 
+    /// Runs `write` on the single writer connection, inside a group transaction, and returns
+    /// its value once committed. Every SQLite write outside this module goes through here, so
+    /// there is never a second writer to wait for.
+    pub async fn write_with<T, F>(&self, write: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, sqlx::Error>>
+            + Send
+            + 'static,
+    {
+        let custom: CustomWrite = Box::new(move |connection| {
+            Box::pin(async move {
+                let value = write(connection).await?;
+                Ok(Box::new(value) as Box<dyn Any + Send>)
+            })
+        });
+        match self.write(WriteOp::Custom(Some(custom))).await? {
+            WriteOutcome::Custom(value) => value
+                .downcast::<T>()
+                .map(|value| *value)
+                .map_err(|_| unexpected()),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// The read pool (WAL readers), for queries outside this module.
+    pub fn readers(&self) -> &SqlitePool {
+        &self.readers
+    }
+
     async fn write(&self, op: WriteOp) -> Result<WriteOutcome, StorageError> {
         let (reply, outcome) = oneshot::channel();
         self.writer
@@ -130,7 +173,10 @@ async fn run_writer(mut connection: SqliteConnection, mut jobs: mpsc::Receiver<W
     let mut group = Vec::with_capacity(MAX_GROUP);
     let mut close_reply = None;
     while close_reply.is_none() && jobs.recv_many(&mut group, MAX_GROUP).await > 0 {
-        if let Some(at) = group.iter().position(|job| matches!(job.op, WriteOp::Close)) {
+        if let Some(at) = group
+            .iter()
+            .position(|job| matches!(job.op, WriteOp::Close))
+        {
             // Jobs queued after the close marker are dropped: their callers see `Closed`.
             let mut rest = group.split_off(at);
             close_reply = Some(rest.swap_remove(0).reply);
@@ -151,9 +197,9 @@ async fn run_writer(mut connection: SqliteConnection, mut jobs: mpsc::Receiver<W
             Err(error) => {
                 tracing::error!(%error, jobs = group.len(), "sqlite group commit failed");
                 for job in group.drain(..) {
-                    let _ = job
-                        .reply
-                        .send(Err(StorageError::Corrupt(format!("commit failed: {error}"))));
+                    let _ = job.reply.send(Err(StorageError::Corrupt(format!(
+                        "commit failed: {error}"
+                    ))));
                 }
             }
         }
@@ -174,9 +220,9 @@ async fn commit_group(
 ) -> Result<Vec<Result<WriteOutcome, StorageError>>, sqlx::Error> {
     let mut tx = connection.begin().await?;
     let mut outcomes = Vec::with_capacity(group.len());
-    for job in group.iter() {
+    for job in group.iter_mut() {
         let mut savepoint = tx.begin().await?;
-        match apply(&mut savepoint, &job.op).await {
+        match apply(&mut savepoint, &mut job.op).await {
             Ok(outcome) => {
                 savepoint.commit().await?;
                 outcomes.push(Ok(outcome));
@@ -193,7 +239,7 @@ async fn commit_group(
 
 async fn apply(
     connection: &mut SqliteConnection,
-    op: &WriteOp,
+    op: &mut WriteOp,
 ) -> Result<WriteOutcome, sqlx::Error> {
     let now = now_millis();
     match op {
@@ -206,7 +252,8 @@ async fn apply(
             replaced,
             snapshot,
         } => {
-            let id = insert_chunk(connection, *document, ChunkKind::Snapshot, snapshot, now).await?;
+            let id =
+                insert_chunk(connection, *document, ChunkKind::Snapshot, snapshot, now).await?;
             let document = document.to_string();
             for chunk in replaced {
                 sqlx::query("DELETE FROM document_chunks WHERE document_id = $1 AND chunk_id = $2")
@@ -232,14 +279,18 @@ async fn apply(
             Ok(WriteOutcome::Done)
         }
         WriteOp::Close => Ok(WriteOutcome::Done),
+        WriteOp::Custom(write) => match write.take() {
+            Some(write) => Ok(WriteOutcome::Custom(write(connection).await?)),
+            None => Err(sqlx::Error::Protocol("custom write ran twice".into())),
+        },
         WriteOp::InitSetting { name, value } => {
             sqlx::query(queries::INIT_SETTING)
-                .bind(name)
-                .bind(value)
+                .bind(name.as_str())
+                .bind(value.as_str())
                 .execute(&mut *connection)
                 .await?;
             let value: String = sqlx::query_scalar(queries::LOAD_SETTING)
-                .bind(name)
+                .bind(name.as_str())
                 .fetch_one(&mut *connection)
                 .await?;
             Ok(WriteOutcome::Setting(value))

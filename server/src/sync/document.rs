@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use automerge::sync::{self, SyncDoc};
 use automerge::Automerge;
+use automerge::sync::{self, SyncDoc};
 use jemput_sync_protocol::{DocMessage, DocumentId, Message};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
@@ -150,10 +150,10 @@ impl<S: Storage> DocumentActor<S> {
                     from.fail(self.hub.error_to(from, "malformed automerge sync message"));
                 }
             }
-            if *kind == ReceiveKind::Request {
-                if let Some(peer) = self.peers.get_mut(&from.connection()) {
-                    peer.waiting_since.get_or_insert_with(Instant::now);
-                }
+            if *kind == ReceiveKind::Request
+                && let Some(peer) = self.peers.get_mut(&from.connection())
+            {
+                peer.waiting_since.get_or_insert_with(Instant::now);
             }
         }
 
@@ -170,7 +170,8 @@ impl<S: Storage> DocumentActor<S> {
                 tracing::warn!(document = %self.id, peer = %peer.peer.peer_id(), %reason,
                     "rejected sync message");
                 metrics::counter!(crate::metrics::PROTOCOL_ERRORS).increment(1);
-                peer.peer.fail(self.hub.error_to(&peer.peer, "invalid sync message"));
+                peer.peer
+                    .fail(self.hub.error_to(&peer.peer, "invalid sync message"));
             }
         }
 
@@ -208,10 +209,7 @@ impl<S: Storage> DocumentActor<S> {
     }
 
     /// Applies the messages to the document off the async reactor.
-    async fn apply(
-        &mut self,
-        messages: Vec<(ConnectionId, sync::Message)>,
-    ) -> Result<Applied, ()> {
+    async fn apply(&mut self, messages: Vec<(ConnectionId, sync::Message)>) -> Result<Applied, ()> {
         let mut doc = std::mem::take(&mut self.doc);
         let mut peers = std::mem::take(&mut self.peers);
         let result = tokio::task::spawn_blocking(move || {
@@ -342,7 +340,12 @@ impl<S: Storage> DocumentActor<S> {
         }
         let mut state = sync::State::new();
         if let Some(storage_id) = peer.storage_id() {
-            match self.hub.storage().load_sync_state(self.id, storage_id).await {
+            match self
+                .hub
+                .storage()
+                .load_sync_state(self.id, storage_id)
+                .await
+            {
                 Ok(Some(bytes)) => match sync::State::decode(&bytes) {
                     Ok(decoded) => state = decoded,
                     Err(error) => {
@@ -436,7 +439,12 @@ impl<S: Storage> DocumentActor<S> {
         };
         self.doc = doc;
         let replaced = self.chunks.clone();
-        match self.hub.storage().compact(self.id, replaced, snapshot).await {
+        match self
+            .hub
+            .storage()
+            .compact(self.id, replaced, snapshot)
+            .await
+        {
             Ok(snapshot_id) => {
                 self.chunks = vec![snapshot_id];
                 self.incremental_chunks = 0;
@@ -450,8 +458,10 @@ impl<S: Storage> DocumentActor<S> {
     async fn recover<'a>(&mut self, senders: impl Iterator<Item = &'a PeerHandle>) {
         for sender in senders {
             if let Some(peer) = self.peers.remove(&sender.connection()) {
-                peer.peer
-                    .fail(self.hub.error_to(&peer.peer, "storage unavailable, retry later"));
+                peer.peer.fail(
+                    self.hub
+                        .error_to(&peer.peer, "storage unavailable, retry later"),
+                );
             }
         }
         if let Err(error) = self.load().await {
@@ -459,8 +469,10 @@ impl<S: Storage> DocumentActor<S> {
             self.doc = Automerge::new();
             self.chunks.clear();
             for (_, peer) in self.peers.drain() {
-                peer.peer
-                    .fail(self.hub.error_to(&peer.peer, "storage unavailable, retry later"));
+                peer.peer.fail(
+                    self.hub
+                        .error_to(&peer.peer, "storage unavailable, retry later"),
+                );
             }
         }
         // Sync states of the remaining peers may describe what we just dropped.

@@ -14,8 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use jemput_sync_protocol::{
-    DocUnavailable, DocumentId, Ephemeral, ErrorMessage, Message, PeerId, PeerMetadata,
-    StorageId,
+    DocUnavailable, DocumentId, Ephemeral, ErrorMessage, Message, PeerId, PeerMetadata, StorageId,
 };
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_util::task::TaskTracker;
@@ -101,10 +100,10 @@ impl RecentSet {
         if self.members.contains(&key) {
             return false;
         }
-        if self.order.len() == Self::CAPACITY {
-            if let Some(old) = self.order.pop_front() {
-                self.members.remove(&old);
-            }
+        if self.order.len() == Self::CAPACITY
+            && let Some(old) = self.order.pop_front()
+        {
+            self.members.remove(&old);
         }
         self.order.push_back(key.clone());
         self.members.insert(key);
@@ -158,7 +157,9 @@ impl<S: Storage> Hub<S> {
     fn lock(&self) -> MutexGuard<'_, HubState> {
         // A panic while holding the lock leaves maps that are still consistent (every
         // mutation is a single insert or remove), so recovering the guard is safe.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Registers a joined peer. A previous connection that claimed the same peer id is
@@ -168,13 +169,13 @@ impl<S: Storage> Hub<S> {
             let mut state = self.lock();
             state.peers.insert(peer.peer_id().clone(), peer.clone())
         };
-        if let Some(old) = replaced {
-            if old.connection() != peer.connection() {
-                tracing::info!(peer = %peer.peer_id(), old = %old.connection(),
-                    new = %peer.connection(), "peer re-joined; closing its older connection");
-                self.leave(&old);
-                old.close();
-            }
+        if let Some(old) = replaced
+            && old.connection() != peer.connection()
+        {
+            tracing::info!(peer = %peer.peer_id(), old = %old.connection(),
+                new = %peer.connection(), "peer re-joined; closing its older connection");
+            self.leave(&old);
+            old.close();
         }
     }
 
@@ -265,7 +266,11 @@ impl<S: Storage> Hub<S> {
                 .entry(document)
                 .or_default()
                 .insert(connection, peer.clone());
-            state.followed.entry(connection).or_default().insert(document);
+            state
+                .followed
+                .entry(connection)
+                .or_default()
+                .insert(document);
         }
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
         let mut command = command;
@@ -393,7 +398,10 @@ impl<S: Storage> Hub<S> {
             }
         }
         self.actors.close();
-        if tokio::time::timeout(deadline, self.actors.wait()).await.is_err() {
+        if tokio::time::timeout(deadline, self.actors.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("document actors did not finish before the shutdown deadline");
         }
     }
