@@ -28,12 +28,21 @@ async fn story<S: Storage>(storage: S) {
 
     // Appends are durable and ordered.
     let mut doc = Automerge::new();
-    let first = storage.append_chunk(id, change(&mut doc, "a")).await.expect("append");
-    let second = storage.append_chunk(id, change(&mut doc, "b")).await.expect("append");
+    let first = storage
+        .append_chunk(id, change(&mut doc, "a"))
+        .await
+        .expect("append");
+    let second = storage
+        .append_chunk(id, change(&mut doc, "b"))
+        .await
+        .expect("append");
     assert!(second > first);
     assert!(storage.document_exists(id).await.expect("exists"));
     let chunks = storage.load_chunks(id).await.expect("load");
-    assert_eq!(chunks.iter().map(|c| c.id).collect::<Vec<_>>(), vec![first, second]);
+    assert_eq!(
+        chunks.iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![first, second]
+    );
     assert!(chunks.iter().all(|c| c.kind == ChunkKind::Incremental));
 
     // A chunk written by someone else after we loaded survives our compaction.
@@ -59,15 +68,36 @@ async fn story<S: Storage>(storage: S) {
 
     // Sync states per (document, peer storage), overwritten in place.
     let peer = StorageId::parse("storage-a").expect("id");
-    assert_eq!(storage.load_sync_state(id, &peer).await.expect("load"), None);
-    storage.save_sync_state(id, &peer, vec![1]).await.expect("save");
-    storage.save_sync_state(id, &peer, vec![2]).await.expect("save");
-    assert_eq!(storage.load_sync_state(id, &peer).await.expect("load"), Some(vec![2]));
+    assert_eq!(
+        storage.load_sync_state(id, &peer).await.expect("load"),
+        None
+    );
+    storage
+        .save_sync_state(id, &peer, vec![1])
+        .await
+        .expect("save");
+    storage
+        .save_sync_state(id, &peer, vec![2])
+        .await
+        .expect("save");
+    assert_eq!(
+        storage.load_sync_state(id, &peer).await.expect("load"),
+        Some(vec![2])
+    );
 
     // Settings are set once.
-    assert_eq!(storage.init_setting("k", "first").await.expect("init"), "first");
-    assert_eq!(storage.init_setting("k", "second").await.expect("init"), "first");
-    assert_eq!(storage.setting("k").await.expect("get").as_deref(), Some("first"));
+    assert_eq!(
+        storage.init_setting("k", "first").await.expect("init"),
+        "first"
+    );
+    assert_eq!(
+        storage.init_setting("k", "second").await.expect("init"),
+        "first"
+    );
+    assert_eq!(
+        storage.setting("k").await.expect("get").as_deref(),
+        Some("first")
+    );
 
     storage.ping().await.expect("ping");
     storage.close().await;
@@ -101,7 +131,10 @@ async fn sqlite_group_commit_serves_many_concurrent_writers() {
             let id = document_id();
             let mut doc = Automerge::new();
             for key in ["a", "b", "c"] {
-                storage.append_chunk(id, change(&mut doc, key)).await.expect("append");
+                storage
+                    .append_chunk(id, change(&mut doc, key))
+                    .await
+                    .expect("append");
             }
             (id, doc.get_heads())
         }));

@@ -20,7 +20,8 @@ async fn acknowledged_changes_survive_sigkill() {
             let mut doc = doc_with("i", &i.to_string());
             put(&mut doc, "status", "draft");
             // Converged: the server has told us it holds our heads.
-            peer.sync_document(id, &mut doc, &mut sync::State::new()).await;
+            peer.sync_document(id, &mut doc, &mut sync::State::new())
+                .await;
             ids.push(id);
             heads.push(doc.get_heads());
         }
@@ -32,7 +33,11 @@ async fn acknowledged_changes_survive_sigkill() {
             reader
                 .sync_document(*id, &mut copy, &mut sync::State::new())
                 .await;
-            assert_eq!(&copy.get_heads(), expected, "{dialect}: document {i} lost changes");
+            assert_eq!(
+                &copy.get_heads(),
+                expected,
+                "{dialect}: document {i} lost changes"
+            );
             assert_eq!(get(&copy, "i"), Some(i.to_string()));
         }
     }

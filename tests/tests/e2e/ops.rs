@@ -43,8 +43,12 @@ async fn sigterm_shuts_down_gracefully_and_keeps_what_was_acknowledged() {
     let id = new_document_id();
     let mut peer = RawPeer::joined(&server.ws_url(), "peer-shutdown", Some("storage-1")).await;
     let mut doc = doc_with("before", "shutdown");
-    peer.sync_document(id, &mut doc, &mut sync::State::new()).await;
-    assert!(server.stop().await, "jemput exited with failure after SIGTERM");
+    peer.sync_document(id, &mut doc, &mut sync::State::new())
+        .await;
+    assert!(
+        server.stop().await,
+        "jemput exited with failure after SIGTERM"
+    );
     server.restart().await;
     let mut reader = RawPeer::joined(&server.ws_url(), "peer-reader", None).await;
     let mut copy = Automerge::new();

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use automerge::sync::{self, SyncDoc};
 use automerge::transaction::Transactable;
-use automerge::{Automerge, ReadDoc, ROOT};
+use automerge::{Automerge, ROOT, ReadDoc};
 use jemput_sync_protocol::{DocumentId, Ephemeral, Join, Message, PeerMetadata};
 use jemput_tests::{RawPeer, TestDatabase, TestServer};
 use tokio_tungstenite::tungstenite::Message as Frame;
@@ -66,7 +66,9 @@ async fn a_document_created_on_one_peer_reaches_another_and_edits_are_pushed_liv
         let mut alice = RawPeer::joined(&url, "peer-alice", Some("storage-alice")).await;
         let mut alice_doc = doc_with("name", "Siti");
         let mut alice_state = sync::State::new();
-        alice.sync_document(id, &mut alice_doc, &mut alice_state).await;
+        alice
+            .sync_document(id, &mut alice_doc, &mut alice_state)
+            .await;
 
         let mut bob = RawPeer::joined(&url, "peer-bob", None).await;
         let mut bob_doc = Automerge::new();
@@ -76,13 +78,17 @@ async fn a_document_created_on_one_peer_reaches_another_and_edits_are_pushed_liv
 
         // Alice edits; Bob receives it without asking.
         put(&mut alice_doc, "status", "submitted");
-        alice.sync_document(id, &mut alice_doc, &mut alice_state).await;
+        alice
+            .sync_document(id, &mut alice_doc, &mut alice_state)
+            .await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while get(&bob_doc, "status").is_none() {
             assert!(tokio::time::Instant::now() < deadline, "no live push");
             if let Some(Message::Sync(m)) = bob.recv().await {
                 let message = sync::Message::decode(&m.data).expect("sync message");
-                bob_doc.receive_sync_message(&mut bob_state, message).expect("apply");
+                bob_doc
+                    .receive_sync_message(&mut bob_state, message)
+                    .expect("apply");
                 if let Some(reply) = bob_doc.generate_sync_message(&mut bob_state) {
                     let reply = bob.sync_message("sync", id, reply.encode());
                     bob.send(&reply).await;
@@ -200,7 +206,8 @@ mod bad_input {
     async fn text_frame() {
         let server = TestServer::start(JEMPUT, TestDatabase::sqlite()).await;
         let mut peer = RawPeer::connect(&server.ws_url(), "peer-bad").await;
-        peer.send_frame(Frame::Text(r#"{"type":"join"}"#.into())).await;
+        peer.send_frame(Frame::Text(r#"{"type":"join"}"#.into()))
+            .await;
         refused(&server, &mut peer, "binary").await;
     }
 
@@ -266,7 +273,10 @@ mod bad_input {
         peer.send(&message).await;
         let closed = peer.expect_closed().await;
         assert!(
-            closed.messages.iter().all(|m| !matches!(m, Message::Sync(_))),
+            closed
+                .messages
+                .iter()
+                .all(|m| !matches!(m, Message::Sync(_))),
             "oversized message was processed: {closed:?}"
         );
         assert_server_still_serves(&server).await;
