@@ -1,4 +1,5 @@
-//! HTTP routes: the WebSocket upgrade, health, readiness and metrics.
+//! HTTP routes: the WebSocket upgrade, health, readiness and metrics; the JSON API lives in
+//! the submodules, one per area, and errors map to HTTP in `error.rs`, nowhere else.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
