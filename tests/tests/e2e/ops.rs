@@ -126,3 +126,63 @@ async fn serves_wss_with_a_dev_certificate() {
     )
     .await;
 }
+
+fn gauge(metrics: &str, name: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|line| line.starts_with(name) && !line.starts_with('#'))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn idle_documents_leave_memory_and_come_back_on_demand() {
+    let server = TestServer::start_with_args(
+        JEMPUT,
+        TestDatabase::sqlite(),
+        &["--document-idle-secs", "1"],
+    )
+    .await;
+    let mut peer = RawPeer::joined(&server.ws_url(), "peer-evict", Some("storage-evict")).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let id = new_document_id();
+        let mut doc = doc_with("i", &i.to_string());
+        peer.sync_document(id, &mut doc, &mut sync::State::new())
+            .await;
+        ids.push((id, doc));
+    }
+    jemput_tests::wait_until(Duration::from_secs(20), "documents to leave memory", || {
+        let server = &server;
+        async move {
+            let (_, body) = server.get("/metrics").await;
+            gauge(&body, "jemput_documents_in_memory") == Some(0.0)
+        }
+    })
+    .await;
+    // Still served from storage, and still followed: a new reader gets everything.
+    let mut reader = RawPeer::joined(&server.ws_url(), "peer-evict-reader", None).await;
+    for (id, doc) in &ids {
+        let mut copy = Automerge::new();
+        reader
+            .sync_document(*id, &mut copy, &mut sync::State::new())
+            .await;
+        assert_eq!(copy.get_heads(), doc.get_heads());
+    }
+    // A follower whose document left memory still gets pushed a later change.
+    let (first, doc) = &ids[0];
+    let mut edited = doc.clone();
+    crate::ws_protocol::put(&mut edited, "later", "edit");
+    reader
+        .sync_document(*first, &mut edited, &mut sync::State::new())
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(Instant::now() < deadline, "no push after eviction");
+        match peer.recv().await {
+            Some(jemput_sync_protocol::Message::Sync(m)) if m.document_id == *first => break,
+            Some(_) => continue,
+            None => panic!("connection closed"),
+        }
+    }
+}
