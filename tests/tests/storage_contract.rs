@@ -4,7 +4,8 @@
 use automerge::transaction::Transactable;
 use automerge::{Automerge, ROOT};
 use jemput_server::storage::{
-    ChunkKind, PostgresStorage, SqliteStorage, SqliteStorageConfig, Storage,
+    ChunkKind, IndexFilter, IndexRow, PostgresStorage, SqliteStorage, SqliteStorageConfig, Storage,
+    StorageError,
 };
 use jemput_sync_protocol::{DocumentId, StorageId};
 use jemput_tests::TestDatabase;
@@ -99,8 +100,89 @@ async fn story<S: Storage>(storage: S) {
         Some("first")
     );
 
+    index_story(&storage).await;
     storage.ping().await.expect("ping");
     storage.close().await;
+}
+
+fn row(id: DocumentId, region: &str, status: &str, tracking: &str, updated_at: i64) -> IndexRow {
+    IndexRow {
+        document_id: id,
+        kind: "application".into(),
+        schema: "jemput/application@1".into(),
+        region: region.into(),
+        status: Some(status.into()),
+        service: Some("DUKCAPIL-KTP-EL-BARU".into()),
+        agency: Some("Disdukcapil".into()),
+        officer: Some("officer-1".into()),
+        tracking_code: Some(tracking.into()),
+        has_conflict: false,
+        heads: vec!["aa".into(), "bb".into()],
+        updated_at,
+    }
+}
+
+async fn index_story<S: Storage>(storage: &S) {
+    let (a, b, c) = (document_id(), document_id(), document_id());
+    let mut doc = Automerge::new();
+    let tracking = format!("JPT-{}", uuid::Uuid::new_v4().simple());
+    let first = row(a, "34.71.01.1001", "submitted", &tracking, 1);
+    storage
+        .append_indexed(a, change(&mut doc, "x"), first.clone())
+        .await
+        .expect("indexed");
+    assert_eq!(storage.index_row(a).await.expect("row"), Some(first));
+    assert_eq!(
+        storage
+            .document_for_tracking_code(&tracking)
+            .await
+            .expect("lookup"),
+        Some(a)
+    );
+
+    // A tracking code already held by another document is a conflict, and nothing is written.
+    let mut other = Automerge::new();
+    let error = storage
+        .append_indexed(
+            b,
+            change(&mut other, "y"),
+            row(b, "34.71.01.1002", "draft", &tracking, 2),
+        )
+        .await
+        .expect_err("duplicate tracking code");
+    assert!(matches!(error, StorageError::Conflict(_)), "{error}");
+    assert!(!storage.document_exists(b).await.expect("exists"));
+
+    let other_code = format!("JPT-{}", uuid::Uuid::new_v4().simple());
+    storage
+        .append_indexed(
+            c,
+            change(&mut other, "z"),
+            row(c, "35.78.01.1001", "submitted", &other_code, 3),
+        )
+        .await
+        .expect("indexed");
+    let in_yogya = storage
+        .list_index(&IndexFilter {
+            region_prefixes: vec!["34.71".into()],
+            limit: 50,
+            ..IndexFilter::default()
+        })
+        .await
+        .expect("list");
+    assert!(in_yogya.iter().any(|r| r.document_id == a));
+    assert!(in_yogya.iter().all(|r| r.region.starts_with("34.71")));
+    let submitted = storage
+        .list_index(&IndexFilter {
+            status: Some("submitted".into()),
+            limit: 50,
+            ..IndexFilter::default()
+        })
+        .await
+        .expect("list");
+    let ids: Vec<_> = submitted.iter().map(|r| r.document_id).collect();
+    assert!(ids.contains(&a) && ids.contains(&c));
+    assert!(ids.iter().position(|id| *id == c) < ids.iter().position(|id| *id == a));
 }
 
 #[tokio::test]

@@ -8,15 +8,19 @@
 //! Every method returns only after its effect is durable; callers acknowledge a change to a
 //! peer only after `append_chunk` has returned `Ok`.
 
+pub mod index;
 mod postgres;
+mod postgres_index;
 mod queries;
 mod sqlite;
+mod sqlite_index;
 
 use std::future::Future;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jemput_sync_protocol::{DocumentId, StorageId};
 
+pub use index::{IndexFilter, IndexRow, IndexStore};
 pub use postgres::PostgresStorage;
 pub use sqlite::{SqliteStorage, SqliteStorageConfig};
 
@@ -64,11 +68,13 @@ pub enum StorageError {
     Corrupt(String),
     #[error("storage is shutting down")]
     Closed,
+    #[error("conflict: {0}")]
+    Conflict(String),
 }
 
 /// What the sync server needs from a database. Implemented for SQLite and PostgreSQL; the
 /// contract is exercised against both by one shared test suite.
-pub trait Storage: Send + Sync + 'static {
+pub trait Storage: index::IndexStore + Send + Sync + 'static {
     /// Every chunk of a document in write order; empty when the document is unknown.
     fn load_chunks(
         &self,
@@ -135,4 +141,14 @@ fn now_millis() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// Maps a unique-constraint violation to `Conflict`, anything else to `Database`.
+fn conflict_or(error: sqlx::Error, what: &str) -> StorageError {
+    match &error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StorageError::Conflict(what.to_owned())
+        }
+        _ => StorageError::Database(error),
+    }
 }

@@ -30,6 +30,11 @@ impl PostgresStorage {
         Ok(Self { pool })
     }
 
+    /// The connection pool, for the other store implementations in this module.
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// Applies migrations without starting a server (`jemput migrate`).
     pub async fn migrate(url: &str) -> Result<(), StorageError> {
         let storage = Self::open(url, 2).await?;
@@ -37,7 +42,7 @@ impl PostgresStorage {
         Ok(())
     }
 
-    async fn insert_chunk(
+    pub(super) async fn insert_chunk(
         tx: &mut Transaction<'static, Postgres>,
         document: &str,
         kind: ChunkKind,

@@ -298,7 +298,7 @@ async fn apply(
     }
 }
 
-async fn insert_chunk(
+pub(super) async fn insert_chunk(
     connection: &mut SqliteConnection,
     document: DocumentId,
     kind: ChunkKind,
