@@ -134,6 +134,20 @@ impl From<Sex> for String {
 ///
 /// **Personal data.** `Debug` and `Display` print the masked form `347101**********`; only
 /// [`Nik::expose`] and serialisation give the full number. Never log those.
+///
+/// ```
+/// use jemput_domain::{Nik, NikError, NikWarning, Sex, jakarta_today};
+///
+/// let today = jakarta_today(1_751_216_400); // 2025-06-30 in Jakarta; a binary reads its clock
+/// let nik = Nik::parse("3674017101900003", today).unwrap();
+/// assert_eq!(nik.sex(), Sex::Female);
+/// assert_eq!(nik.birth_date(today).to_string(), "1990-01-31");
+/// assert_eq!(nik.to_string(), "367401**********");
+/// assert_eq!(nik.warning(), None);
+/// assert_eq!(Nik::parse("3471011503850000", today), Err(NikError::Serial));
+/// let legacy = Nik::parse("9101012206750004", today).unwrap();
+/// assert_eq!(legacy.warning(), Some(NikWarning::UnknownArea));
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Nik(Digits);

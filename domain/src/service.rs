@@ -177,7 +177,7 @@ pub enum FieldKind {
     },
     /// Yes or no.
     Boolean,
-    /// A NIK (personal data: mask it like [`Nik`](crate::Nik)).
+    /// A NIK (personal data: mask it like [`Nik`]).
     Nik,
     /// A Kemendagri region code.
     RegionCode,

@@ -64,6 +64,18 @@ pub struct RegionTooCoarse;
 /// hyphens, and accepts the code with or without its `JPT` prefix. Uniqueness within a regency
 /// is not guaranteed: about one pair of equal codes is expected per 260,000 codes made in one
 /// regency, and the server resolves collisions.
+///
+/// ```
+/// use jemput_domain::{RegionCode, TrackingCode};
+/// use rand::SeedableRng;
+///
+/// let village = RegionCode::parse("34.71.01.1001").unwrap();
+/// let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+/// let code = TrackingCode::generate(&village, &mut rng).unwrap();
+/// assert!(code.as_str().starts_with("JPT-3471-"));
+/// let typed = code.as_str().to_lowercase().replace('-', " ");
+/// assert_eq!(TrackingCode::parse(&typed), Ok(code));
+/// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct TrackingCode(String);
@@ -355,7 +367,8 @@ mod tests {
         assert!(serde_json::from_str::<TrackingCode>("\"JPT-3471-0000-0001\"").is_err());
     }
 
-    /// Every way of changing one symbol of the compact code, and of swapping two neighbours.
+    /// Every way of changing one symbol of the compact code, of swapping two neighbours, and
+    /// of swapping the two symbols around a third (a jump transposition).
     fn single_errors(compact: &str) -> Vec<String> {
         let chars: Vec<char> = compact.chars().collect();
         let mut out = Vec::new();
@@ -368,10 +381,12 @@ mod tests {
                     out.push(c.into_iter().collect());
                 }
             }
-            if i + 1 < chars.len() && chars[i] != chars[i + 1] {
-                let mut c = chars.clone();
-                c.swap(i, i + 1);
-                out.push(c.into_iter().collect());
+            for gap in [1, 2] {
+                if i + gap < chars.len() && chars[i] != chars[i + gap] {
+                    let mut c = chars.clone();
+                    c.swap(i, i + gap);
+                    out.push(c.into_iter().collect());
+                }
             }
         }
         out
