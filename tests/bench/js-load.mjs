@@ -79,6 +79,7 @@ function progress() {
     changes_seen: seenTotal,
     changes_seen_expected: K * D * S * C,
     network_errors: networkErrorCount(),
+    find_retries: clients.reduce((n, c) => n + (c.findRetries ?? 0), 0),
   };
 }
 
@@ -173,16 +174,16 @@ async function main() {
   owned.forEach((handles, i) => handles.forEach(h => hold(clients[i], h, 0)));
   // Each document goes to the next S-1 clients in the ring once the server has it.
   await Promise.all(
-    owned.map(async (handles, i) => {
-      for (const h of handles) {
+    owned.flatMap((handles, i) =>
+      handles.map(async h => {
         await clients[i].waitServerHas(h, left());
         for (let r = 1; r < S; r++) {
           const other = clients[(i + r) % K];
-          const found = await other.find(h.url, left());
+          const found = await other.findPatiently(h.url, left());
           hold(other, found, r);
         }
-      }
-    }),
+      }),
+    ),
   );
   emit({ type: "ready", setup_ms: Date.now() - t0, ...progress() });
 

@@ -274,6 +274,8 @@ async function runOnce(kind, size) {
     server: kind, size: size.label, clients: size.clients, docs: size.docs, changes: size.changes,
     share: SHARE, applied_changes: size.clients * size.docs * size.changes,
     finished: false,
+    // Other work on the machine shows up in the times: keep the 1-minute load average with it.
+    loadavg_before: +os.loadavg()[0].toFixed(2),
   };
   const started = Date.now();
   const DEADLINE_MS = deadlineMs(size);
@@ -299,7 +301,7 @@ async function runOnce(kind, size) {
       const child = track(values.nice === "0"
         ? spawn(process.execPath, args, { stdio: ["pipe", "pipe", "pipe"] })
         : spawn("nice", ["-n", values.nice, process.execPath, ...args], { stdio: ["pipe", "pipe", "pipe"] }));
-      const w = { child, part, state: "starting", last: {}, errors: [] };
+      const w = { child, part, state: "starting", last: {}, errors: [`worker ${part.first}..${part.first + part.clients - 1}:`] };
       readline.createInterface({ input: child.stdout }).on("line", line => {
         let msg;
         try {
@@ -325,11 +327,16 @@ async function runOnce(kind, size) {
       });
       workers.push(w);
     }
-    const failed = () => workers.find(w => w.state === "error");
+    const failed = () => {
+      if (server.child.exitCode !== null || server.child.signalCode !== null) {
+        return { errors: [`the server exited (${server.child.exitCode ?? server.child.signalCode}): ${server.tail.slice(-3).join(" | ")}`] };
+      }
+      return workers.find(w => w.state === "error");
+    };
     const waitAll = async (state, what) => {
       while (!workers.every(w => w.state === state || w.state === "done")) {
         const f = failed();
-        if (f) throw new Error(`a worker failed during ${what}: ${f.errors.slice(-3).join(" | ")}`);
+        if (f) throw new Error(`during ${what}: ${f.errors.slice(-3).join(" | ")}`);
         if (left() <= 0) return false;
         await sleep(50);
       }
@@ -359,7 +366,7 @@ async function runOnce(kind, size) {
     for (;;) {
       if (workers.every(w => w.state === "done")) break;
       const f = failed();
-      if (f) throw new Error(`a worker failed: ${f.errors.slice(-3).join(" | ")}`);
+      if (f) throw new Error(`during the changes: ${f.errors.slice(-3).join(" | ")}`);
       if (left() <= 0) break;
       if (Date.now() - lastLog.at >= 5000) {
         const now = { at: Date.now(), server: cpuMs(pid), clients: workers.reduce((s, w) => s + cpuMs(w.child.pid), 0), seen: sumProgress("changes_seen") };
@@ -475,7 +482,9 @@ for (const label of sizeOrder) {
 const ordered = KINDS.filter(k => servers.includes(k)).flatMap(k =>
   sizeOrder.map(label => results.find(r => r.server === k && r.size === label)).filter(Boolean));
 
-const header = `Machine: ${m.nproc} cores (${m.cpu}), ${m.memory_gib} GiB RAM, ${m.date}, Node ${m.node}. ` +
+const loads = results.filter(r => r.loadavg_before !== undefined).map(r => r.loadavg_before);
+const header = `Machine: ${m.nproc} cores (${m.cpu}), ${m.memory_gib} GiB RAM, ${m.date}, Node ${m.node}` +
+  (loads.length ? `; 1-min load average before the runs ${Math.min(...loads)}–${Math.max(...loads)}. ` : ". ") +
   `Workload: each document shared by ${SHARE} clients, changes written in turn; ${WORKERS} client worker processes (nice ${values.nice}), client storage ${values["client-storage"]}; deadline per run ${values["deadline-s"] === "auto" ? "60 s + 8 ms per change" : `${values["deadline-s"]} s`}.`;
 console.log(`${header}\n\n${table(ordered)}`);
 if (values.out) fs.writeFileSync(values.out, JSON.stringify({ machine: m, share: SHARE, workers: WORKERS, deadline_s: values["deadline-s"], client_storage: values["client-storage"], nice: values.nice, results: ordered }, null, 2));

@@ -347,6 +347,30 @@ export class Client {
     }
   }
 
+  /**
+   * `find` for load generation: tolerates a `doc-unavailable` (or a disconnection that makes the
+   * Repo give up) by waiting for the document to arrive and, failing that, asking again, until
+   * `timeoutMs`. Counts the retries in `this.findRetries`.
+   */
+  async findPatiently(url, timeoutMs) {
+    const start = Date.now();
+    const left = () => timeoutMs - (Date.now() - start);
+    for (;;) {
+      const handle = await this.find(url, Math.max(1, left())).catch(() => undefined);
+      if (handle) return handle;
+      if (left() <= 0) throw new Error(`client ${this.name}: ${url} still unavailable after ${timeoutMs} ms`);
+      this.findRetries = (this.findRetries ?? 0) + 1;
+      const cached = this.repo.handles[url.replace(/^automerge:/, "").split("#")[0]];
+      // A reconnection re-requests documents the Repo holds: give that a moment first.
+      const ready = cached
+        ? await Promise.race([cached.whenReady(["ready"]).then(() => true), sleep(Math.min(2000, Math.max(1, left()))).then(() => false)])
+        : false;
+      if (ready) return cached;
+      if (cached) this.repo.delete(url); // forget the unavailable handle; the next find asks again
+      await sleep(Math.min(200, Math.max(1, left())));
+    }
+  }
+
   /** Disconnects the network and writes every loaded document to storage. */
   async shutdown() {
     try {
