@@ -3,6 +3,8 @@
 //!
 //! Entry points: [`cli::main`] for the binary, [`startup::serve`] for tests and embedding.
 
+pub mod audit;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod http;

@@ -8,11 +8,18 @@
 //! Every method returns only after its effect is durable; callers acknowledge a change to a
 //! peer only after `append_chunk` has returned `Ok`.
 
+pub mod accounts;
+mod accounts_sql;
+pub mod audit;
 pub mod index;
 mod postgres;
+mod postgres_accounts;
+mod postgres_audit;
 mod postgres_index;
 mod queries;
 mod sqlite;
+mod sqlite_accounts;
+mod sqlite_audit;
 mod sqlite_index;
 
 use std::future::Future;
@@ -20,6 +27,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use jemput_sync_protocol::{DocumentId, StorageId};
 
+pub use accounts::{
+    AccountStore, ActorOwner, Credential, CredentialKind, CredentialRecord, CredentialState,
+    DeviceId, DeviceRecord, Identity, NewDevice, NewUser, PasswordHash, SessionId, TokenHash,
+    UnixMillis, UserAccount, UserId, Username,
+};
+pub use audit::{AuditEntry, AuditFilter, AuditStore};
 pub use index::{IndexFilter, IndexRow, IndexStore};
 pub use postgres::PostgresStorage;
 pub use sqlite::{SqliteStorage, SqliteStorageConfig};
@@ -74,7 +87,7 @@ pub enum StorageError {
 
 /// What the sync server needs from a database. Implemented for SQLite and PostgreSQL; the
 /// contract is exercised against both by one shared test suite.
-pub trait Storage: index::IndexStore + Send + Sync + 'static {
+pub trait Storage: AccountStore + AuditStore + index::IndexStore + Send + Sync + 'static {
     /// Every chunk of a document in write order; empty when the document is unknown.
     fn load_chunks(
         &self,
