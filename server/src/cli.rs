@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{ConnectionLimits, DatabaseConfig, ServeConfig, TlsConfig};
 use crate::sync::HubConfig;
 use crate::telemetry::{self, LogFormat};
-use crate::{startup, tls};
+use crate::{admin, startup, tls};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -43,6 +43,8 @@ enum Command {
     Migrate(DatabaseArgs),
     /// Write a self-signed certificate for localhost (development only).
     DevCert(DevCertArgs),
+    /// Manage accounts, devices and the audit log.
+    Admin(admin::AdminArgs),
 }
 
 #[derive(Debug, Args)]
@@ -195,6 +197,7 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             startup::migrate(&args.database()).await?;
             println!("migrations applied");
         }
+        Command::Admin(args) => admin::run(args).await?,
         Command::DevCert(args) => {
             let written = tls::write_dev_certificate(&args.out_dir, &args.names)?;
             println!("certificate: {}", written.cert.display());

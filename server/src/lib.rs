@@ -3,6 +3,7 @@
 //!
 //! Entry points: [`cli::main`] for the binary, [`startup::serve`] for tests and embedding.
 
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod cli;

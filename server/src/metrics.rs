@@ -12,6 +12,10 @@ pub const CHANGES_APPLIED: &str = "jemput_changes_applied_total";
 pub const PROTOCOL_ERRORS: &str = "jemput_protocol_errors_total";
 pub const STORAGE_WRITE_SECONDS: &str = "jemput_storage_write_seconds";
 pub const STORAGE_ERRORS: &str = "jemput_storage_errors_total";
+/// API requests refused for a missing, malformed, unknown, expired or revoked token.
+pub const AUTH_REFUSED: &str = "jemput_auth_refused_total";
+/// Logins by outcome (`succeeded`, `failed`, `throttled`).
+pub const LOGINS: &str = "jemput_logins_total";
 
 /// Installs the process-wide recorder once and returns a handle that renders it. Later calls
 /// (several servers in one test process) share the first recorder.

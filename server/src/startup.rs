@@ -94,7 +94,9 @@ async fn serve_storage<S: Storage>(
         connections: TaskTracker::new(),
         ready: AtomicBool::new(false),
     });
-    let app = router(Arc::clone(&state)).into_make_service();
+    // Connect info: the login throttle counts failures per client address.
+    let app =
+        router(Arc::clone(&state)).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let handle = axum_server::Handle::new();
     let server = match &config.tls {
         Some(paths) => {

@@ -1,6 +1,14 @@
 //! HTTP routes: the WebSocket upgrade, health, readiness and metrics; the JSON API lives in
 //! the submodules, one per area, and errors map to HTTP in `error.rs`, nowhere else.
 
+pub mod api;
+pub mod audit;
+pub mod auth;
+pub mod authenticated;
+pub mod devices;
+pub mod error;
+pub mod services;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -32,18 +40,20 @@ pub struct AppState<S> {
 }
 
 pub fn router<S: Storage>(state: Arc<AppState<S>>) -> Router {
+    let api = api::routes(Arc::clone(state.hub.storage()));
     Router::new()
         .route("/v1/ws", get(websocket::<S>))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz::<S>))
         .route("/metrics", get(metrics::<S>))
+        .with_state(state)
+        .merge(api)
         .layer(
             // Spans carry the path only: query strings will carry tokens.
             TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
                 tracing::info_span!("http", method = %request.method(), path = %request.uri().path())
             }),
         )
-        .with_state(state)
 }
 
 async fn websocket<S: Storage>(
