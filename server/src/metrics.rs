@@ -12,6 +12,8 @@ pub const CHANGES_APPLIED: &str = "jemput_changes_applied_total";
 pub const PROTOCOL_ERRORS: &str = "jemput_protocol_errors_total";
 pub const STORAGE_WRITE_SECONDS: &str = "jemput_storage_write_seconds";
 pub const STORAGE_ERRORS: &str = "jemput_storage_errors_total";
+pub const POLICY_REFUSALS: &str = "jemput_policy_refusals_total";
+pub const COMPENSATIONS: &str = "jemput_compensations_total";
 /// API requests refused for a missing, malformed, unknown, expired or revoked token.
 pub const AUTH_REFUSED: &str = "jemput_auth_refused_total";
 /// Logins by outcome (`succeeded`, `failed`, `throttled`).

@@ -12,8 +12,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{DatabaseConfig, ServeConfig};
 use crate::http::{AppState, router};
-use crate::storage::{PostgresStorage, SqliteStorage, SqliteStorageConfig, Storage, StorageError};
-use crate::sync::Hub;
+use crate::storage::{
+    ActorOwner, PostgresStorage, SqliteStorage, SqliteStorageConfig, Storage, StorageError,
+};
+use crate::sync::{Hub, ServerIdentity};
 use crate::tls::{self, TlsError};
 
 #[derive(Debug, thiserror::Error)]
@@ -83,9 +85,21 @@ async fn serve_storage<S: Storage>(
         .init_setting("server_storage_id", &uuid::Uuid::new_v4().to_string())
         .await?;
     let storage_id = StorageId::parse(storage_id)?;
-    // One peer id per process, so several instances on one database stay distinct peers.
+    // One peer id and one Automerge actor per process, so several instances on one database
+    // stay distinct peers and never write two changes with the same (actor, seq).
     let peer_id = PeerId::parse(format!("jemput-{}", uuid::Uuid::new_v4().simple()))?;
-    let hub = Hub::new(storage, config.hub.clone(), peer_id, storage_id);
+    let actor = automerge::ActorId::random();
+    storage
+        .bind_actor_if_unbound(&actor, &ActorOwner::Server, crate::auth::now_millis())
+        .await?;
+    let citizen_secret = crate::audit::citizen_key_secret(&*storage).await?;
+    let identity = ServerIdentity {
+        peer_id,
+        storage_id,
+        actor,
+        citizen_secret,
+    };
+    let hub = Hub::new(storage, config.hub.clone(), identity);
     let state = Arc::new(AppState {
         hub: Arc::clone(&hub),
         limits: config.limits.clone(),

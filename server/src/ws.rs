@@ -11,23 +11,24 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message as Frame, WebSocket};
 use futures_util::{SinkExt, StreamExt};
-use jemput_sync_protocol::{
-    Connection, ConnectionConfig, Inbound, Message, PeerId, decode, encode,
-};
+use jemput_sync_protocol::{Connection, ConnectionConfig, Inbound, Message, decode, encode};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::auth;
 use crate::config::ConnectionLimits;
+use crate::storage::Identity;
 
 use crate::storage::Storage;
 use crate::sync::{ConnectionId, Hub, Outbound, PeerHandle, ReceiveKind};
 
-/// Who is on the other end, as established at upgrade. The authentication issue fills in
-/// `bound_peer_id` so the protocol refuses a `join` under any other id.
-#[derive(Debug, Clone, Default)]
+/// Who is on the other end, as established from the token at upgrade. The first `join` binds
+/// a peer id to this identity; the protocol then refuses any other `senderId`, and the hub
+/// refuses the same peer id from anyone else.
+#[derive(Debug, Clone)]
 pub struct UpgradeIdentity {
-    pub bound_peer_id: Option<PeerId>,
+    pub identity: Identity,
 }
 
 /// Runs one connection until the peer leaves, breaks the protocol, goes silent or the server
@@ -100,10 +101,11 @@ async fn run<S: Storage>(
         .in_current_span(),
     );
 
+    let identity = Arc::new(identity.identity);
     let mut protocol = Connection::new(ConnectionConfig {
         our_peer_id: hub.server_peer_id().clone(),
         our_metadata: hub.server_metadata(),
-        expected_peer_id: identity.bound_peer_id,
+        expected_peer_id: None,
     });
     let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
     let mut joined: Option<PeerHandle> = None;
@@ -153,6 +155,26 @@ async fn run<S: Storage>(
         metrics::counter!(crate::metrics::FRAMES_IN).increment(1);
         metrics::counter!(crate::metrics::BYTES_IN).increment(bytes.len() as u64);
 
+        // A revoked device or ended session is cut off at its next frame.
+        match auth::credential_still_valid(hub.storage().as_ref(), &identity, auth::now_millis())
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!("credential revoked or expired; closing");
+                fatal(protocol_error(&protocol, "credential revoked or expired"));
+                break;
+            }
+            Err(error) => {
+                tracing::error!(%error, "credential check failed; closing");
+                fatal(protocol_error(
+                    &protocol,
+                    "storage unavailable, retry later",
+                ));
+                break;
+            }
+        }
+
         let message = match decode(&bytes) {
             Ok(message) => message,
             Err(error) => {
@@ -192,10 +214,15 @@ async fn run<S: Storage>(
                         id,
                         remote.peer_id.clone(),
                         storage_id,
+                        Arc::clone(&identity),
                         outbox.clone(),
                         closer.clone(),
                     );
-                    hub.join(peer.clone());
+                    if let Err(refused) = hub.join(peer.clone()) {
+                        tracing::warn!(%refused, "join refused");
+                        fatal(protocol_error(&protocol, &refused.to_string()));
+                        break;
+                    }
                     joined = Some(peer);
                     tracing::info!(ephemeral = remote.metadata.is_ephemeral, "peer joined");
                 }

@@ -3,6 +3,7 @@
 
 pub mod database;
 pub mod node;
+pub mod provision;
 pub mod raw_peer;
 pub mod server;
 pub mod tls;

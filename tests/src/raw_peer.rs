@@ -173,6 +173,9 @@ impl RawPeer {
     ) {
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut first = true;
+        // Take in what the server pushed since we last looked, so "converged" is judged
+        // against what it has now, not what it had when we last synced.
+        self.drain_pushes(document, doc, state).await;
         loop {
             if let Some(message) = doc.generate_sync_message(state) {
                 let kind = if first && doc.get_heads().is_empty() {
@@ -204,6 +207,38 @@ impl RawPeer {
                 Ok(Some(other)) => self.backlog.push(other),
                 Ok(None) => panic!("connection closed while syncing {document}"),
                 Err(()) => {}
+            }
+        }
+    }
+
+    /// Applies messages already waiting for `document` (until 200 ms of quiet), keeping
+    /// others in the backlog.
+    async fn drain_pushes(
+        &mut self,
+        document: DocumentId,
+        doc: &mut Automerge,
+        state: &mut sync::State,
+    ) {
+        let mut kept = Vec::new();
+        for message in std::mem::take(&mut self.backlog) {
+            match message {
+                Message::Sync(m) if m.document_id == document => {
+                    let message = sync::Message::decode(&m.data).expect("valid sync message");
+                    doc.receive_sync_message(state, message)
+                        .expect("apply server changes");
+                }
+                other => kept.push(other),
+            }
+        }
+        self.backlog = kept;
+        while let Ok(Some(message)) = self.recv_within(Duration::from_millis(200)).await {
+            match message {
+                Message::Sync(m) if m.document_id == document => {
+                    let message = sync::Message::decode(&m.data).expect("valid sync message");
+                    doc.receive_sync_message(state, message)
+                        .expect("apply server changes");
+                }
+                other => self.backlog.push(other),
             }
         }
     }

@@ -15,6 +15,8 @@ pub struct TestServer {
     child: Option<Child>,
     base_url: String,
     extra_args: Vec<String>,
+    /// Trusted roots for HTTPS requests to a server started with a dev certificate.
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     pub database: TestDatabase,
 }
 
@@ -41,6 +43,7 @@ impl TestServer {
             child: None,
             base_url: String::new(),
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            tls: None,
             database,
         };
         server.launch(listen).await;
@@ -80,6 +83,22 @@ impl TestServer {
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         self.child = Some(child);
+    }
+
+    /// Trust the certificate in `cert_pem` for this server's HTTPS API.
+    pub fn trust_certificate(&mut self, cert_pem: &std::path::Path) {
+        self.tls = Some(std::sync::Arc::new(crate::tls::client_config_trusting(
+            cert_pem,
+        )));
+    }
+
+    pub(crate) fn tls_client(&self) -> Option<&std::sync::Arc<rustls::ClientConfig>> {
+        self.tls.as_ref()
+    }
+
+    /// The server binary, for `jemput admin` and friends.
+    pub fn binary(&self) -> &std::path::Path {
+        &self.binary
     }
 
     /// `http://127.0.0.1:PORT` (or https).

@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use crate::auth::throttle::RetryAfter;
 use crate::auth::{AuthError, Denied, PasswordError};
 use crate::storage::StorageError;
+use crate::sync::ReviewError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -39,6 +40,9 @@ pub enum ApiError {
     /// Too many failed logins: wait.
     #[error("too many login attempts")]
     Throttled(RetryAfter),
+    /// A review decision the workflow does not allow (or a document the caller may not see).
+    #[error("review refused: {0}")]
+    Review(#[from] ReviewError),
     /// The server failed: try again later. Details are logged only.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -235,6 +239,7 @@ impl ApiError {
                     retry.seconds()
                 ),
             ),
+            E::Review(review) => review_parts(review),
             E::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal_error",
@@ -243,6 +248,56 @@ impl ApiError {
             ),
         }
     }
+}
+
+fn review_parts(error: &ReviewError) -> (StatusCode, &'static str, String, String) {
+    let (status, code, id): (_, _, String) = match error {
+        ReviewError::NotFound => (
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "Permohonan tidak ditemukan.".into(),
+        ),
+        ReviewError::NotAReviewer => (
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Hanya verifikator atau administrator yang dapat memutuskan permohonan.".into(),
+        ),
+        ReviewError::NotYourAgency => (
+            StatusCode::FORBIDDEN,
+            "not_your_agency",
+            "Permohonan ini milik instansi yang bukan wewenang Anda.".into(),
+        ),
+        ReviewError::NotAllowed { from, to } => (
+            StatusCode::CONFLICT,
+            "invalid_transition",
+            format!("Status tidak dapat diubah dari {from} menjadi {to}."),
+        ),
+        ReviewError::NoteRequired => (
+            StatusCode::BAD_REQUEST,
+            "note_required",
+            "Keputusan ini wajib disertai catatan.".into(),
+        ),
+        ReviewError::NoteTooLong => (
+            StatusCode::BAD_REQUEST,
+            "note_too_long",
+            "Catatan terlalu panjang (paling banyak 2000 karakter).".into(),
+        ),
+        ReviewError::Unavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Penyimpanan sedang tidak tersedia. Silakan coba lagi.".into(),
+        ),
+        ReviewError::Internal(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "Terjadi kesalahan pada server. Silakan coba lagi nanti.".into(),
+        ),
+    };
+    let en = match error {
+        ReviewError::Internal(_) => "The server failed. Try again later.".to_owned(),
+        other => format!("{other}."),
+    };
+    (status, code, id, en)
 }
 
 /// `error: cause: cause ...`, for the log.

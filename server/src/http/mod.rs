@@ -2,6 +2,7 @@
 //! the submodules, one per area, and errors map to HTTP in `error.rs`, nowhere else.
 
 pub mod api;
+pub mod applications;
 pub mod audit;
 pub mod auth;
 pub mod authenticated;
@@ -26,6 +27,7 @@ use crate::config::ConnectionLimits;
 use crate::storage::Storage;
 use crate::sync::Hub;
 use crate::ws::{UpgradeIdentity, serve_connection};
+use authenticated::Authenticated;
 
 /// Shared by every handler.
 pub struct AppState<S> {
@@ -46,6 +48,11 @@ pub fn router<S: Storage>(state: Arc<AppState<S>>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz::<S>))
         .route("/metrics", get(metrics::<S>))
+        .route("/v1/applications", get(applications::list::<S>))
+        .route(
+            "/v1/applications/{id}/review",
+            axum::routing::post(applications::review::<S>),
+        )
         .with_state(state)
         .merge(api)
         .layer(
@@ -58,6 +65,7 @@ pub fn router<S: Storage>(state: Arc<AppState<S>>) -> Router {
 
 async fn websocket<S: Storage>(
     State(state): State<Arc<AppState<S>>>,
+    Authenticated(identity): Authenticated,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     if state.shutdown.is_cancelled() {
@@ -72,7 +80,7 @@ async fn websocket<S: Storage>(
             let hub = Arc::clone(&state.hub);
             let shutdown = state.shutdown.clone();
             let connection =
-                serve_connection(socket, hub, limits, UpgradeIdentity::default(), shutdown);
+                serve_connection(socket, hub, limits, UpgradeIdentity { identity }, shutdown);
             state.connections.track_future(connection)
         })
 }

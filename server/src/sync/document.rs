@@ -1,23 +1,36 @@
 //! One document in memory: the actor that owns its Automerge state and the sync state of
 //! every peer following it.
 //!
-//! Order of work for each batch of incoming messages: apply them (off the async reactor),
-//! make the new changes durable, and only then generate the replies and live pushes that
-//! reflect them. If the write fails, the in-memory document is reloaded from storage and
-//! the senders are disconnected, so nothing that was not stored is ever acknowledged.
+//! Order of work for each batch of incoming messages:
+//! 1. decode, and answer peers outside the document's region exactly as if it did not exist;
+//! 2. find the changes the document does not have yet and refuse a message whose changes were
+//!    made by an actor belonging to someone else (actor binding);
+//! 3. apply the rest off the async reactor, judge each sender's changes against the document
+//!    as it was (`policy`), and write compensating changes for what a sender may not do;
+//! 4. make all new changes durable, with the document's index row, in one write;
+//! 5. only then generate the replies and live pushes that reflect them.
+//!
+//! If the write fails, the in-memory document is reloaded from storage and the senders are
+//! disconnected, so nothing that was not stored is ever acknowledged.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use automerge::Automerge;
 use automerge::sync::{self, SyncDoc};
-use jemput_sync_protocol::{DocMessage, DocumentId, Message};
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use automerge::{ActorId, Automerge, Change, ReadDoc};
+use jemput_domain::{DocumentKind, RegionCode};
+use jemput_sync_protocol::{DocMessage, DocumentId, Ephemeral, Message};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
 use super::hub::{Hub, ReceiveKind};
+use super::index::{self, DocumentFacts};
 use super::peer::{ConnectionId, PeerHandle};
-use crate::storage::{ChunkId, ChunkKind, Storage, StorageError};
+use super::review::{self, ReviewError, ReviewOutcome, ReviewRequest};
+use crate::audit::{AuditAction, AuditActor, NewAuditEntry};
+use crate::policy::report::{PolicyReport, compensate};
+use crate::policy::{Refusal, Rule, admit, judge};
+use crate::storage::{ChunkId, ChunkKind, Identity, Storage, StorageError};
 
 /// Commands the hub sends to a document actor.
 pub(super) enum DocCommand {
@@ -30,6 +43,11 @@ pub(super) enum DocCommand {
     },
     Unfollow {
         connection: ConnectionId,
+    },
+    /// A supervisor's decision, written by the server into the document.
+    Review {
+        request: ReviewRequest,
+        reply: oneshot::Sender<Result<ReviewOutcome, ReviewError>>,
     },
     /// Leave memory as soon as the inbox is empty.
     Evict,
@@ -46,6 +64,8 @@ struct PeerSync {
     /// The peer asked with `request` while we had nothing: it waits for content or for
     /// `doc-unavailable`.
     waiting_since: Option<Instant>,
+    /// Personal data delivered to this peer has been recorded in the audit log.
+    read_audited: bool,
 }
 
 pub(super) struct DocumentActor<S> {
@@ -53,17 +73,29 @@ pub(super) struct DocumentActor<S> {
     id: DocumentId,
     generation: u64,
     doc: Automerge,
+    /// Kind and region, once the document has content (what scope is judged by).
+    facts: Option<DocumentFacts>,
     /// Chunks this actor knows are contained in `doc`: the only ones compaction may delete.
     chunks: Vec<ChunkId>,
     incremental_chunks: usize,
     peers: HashMap<ConnectionId, PeerSync>,
 }
 
-/// What applying a batch produced.
-struct Applied {
-    new_changes: Option<Vec<u8>>,
-    change_count: usize,
+/// One decoded message, admitted past the scope check.
+struct Incoming {
+    from: PeerHandle,
+    message: sync::Message,
+}
+
+/// What happened to one sender's run of messages.
+#[derive(Default)]
+struct Verdicts {
+    /// Senders whose message could not be applied at all (malformed changes).
     rejected: Vec<(ConnectionId, String)>,
+    /// Senders who tried to create a document they may not.
+    refused: Vec<(ConnectionId, Refusal)>,
+    /// Senders whose changes were compensated, with the rules they broke.
+    compensated: Vec<(ConnectionId, Vec<Rule>)>,
 }
 
 impl<S: Storage> DocumentActor<S> {
@@ -73,6 +105,7 @@ impl<S: Storage> DocumentActor<S> {
             id,
             generation,
             doc: Automerge::new(),
+            facts: None,
             chunks: Vec::new(),
             incremental_chunks: 0,
             peers: HashMap::new(),
@@ -122,6 +155,7 @@ impl<S: Storage> DocumentActor<S> {
     async fn handle_batch(&mut self, batch: &mut Vec<DocCommand>) -> bool {
         let mut evict = false;
         let mut received = Vec::new();
+        let mut reviews = Vec::new();
         for command in batch.drain(..) {
             match command {
                 DocCommand::Receive {
@@ -131,119 +165,178 @@ impl<S: Storage> DocumentActor<S> {
                     _permit,
                 } => received.push((from, kind, data, _permit)),
                 DocCommand::Unfollow { connection } => self.unfollow(connection).await,
+                DocCommand::Review { request, reply } => reviews.push((request, reply)),
                 DocCommand::Evict => evict = true,
             }
         }
-        if received.is_empty() {
-            return evict;
+        if !received.is_empty() {
+            self.receive(received).await;
         }
+        for (request, reply) in reviews {
+            let outcome = self.review(request).await;
+            // The caller may have given up waiting; the decision stands either way.
+            let _ = reply.send(outcome);
+        }
+        evict
+    }
 
-        let mut messages = Vec::with_capacity(received.len());
-        for (from, kind, data, _) in &received {
-            self.ensure_peer(from).await;
-            match sync::Message::decode(data) {
-                Ok(message) => messages.push((from.connection(), message)),
+    async fn receive(
+        &mut self,
+        received: Vec<(PeerHandle, ReceiveKind, Vec<u8>, OwnedSemaphorePermit)>,
+    ) {
+        let senders: Vec<PeerHandle> = received.iter().map(|(from, ..)| from.clone()).collect();
+        let mut incoming = Vec::with_capacity(received.len());
+        for (from, kind, data, _permit) in received {
+            if !self.may_see(from.identity()) {
+                self.deny(&from);
+                continue;
+            }
+            self.ensure_peer(&from).await;
+            match sync::Message::decode(&data) {
+                Ok(message) => incoming.push(Incoming {
+                    from: from.clone(),
+                    message,
+                }),
                 Err(error) => {
                     tracing::warn!(%error, document = %self.id, peer = %from.peer_id(),
                         "malformed automerge sync message");
                     metrics::counter!(crate::metrics::PROTOCOL_ERRORS).increment(1);
-                    from.fail(self.hub.error_to(from, "malformed automerge sync message"));
+                    self.peers.remove(&from.connection());
+                    from.fail(self.hub.error_to(&from, "malformed automerge sync message"));
+                    continue;
                 }
             }
-            if *kind == ReceiveKind::Request
+            if kind == ReceiveKind::Request
                 && let Some(peer) = self.peers.get_mut(&from.connection())
             {
                 peer.waiting_since.get_or_insert_with(Instant::now);
             }
         }
 
+        let incoming = self.refuse_forged_actors(incoming).await;
         let heads_before = self.doc.get_heads();
-        let applied = match self.apply(messages).await {
-            Ok(applied) => applied,
-            Err(()) => {
-                self.recover(received.iter().map(|(from, ..)| from)).await;
-                return evict;
-            }
+        let Ok(verdicts) = self.apply(incoming).await else {
+            self.recover(senders.iter()).await;
+            return;
         };
-        for (connection, reason) in &applied.rejected {
-            if let Some(peer) = self.peers.remove(connection) {
-                tracing::warn!(document = %self.id, peer = %peer.peer.peer_id(), %reason,
-                    "rejected sync message");
-                metrics::counter!(crate::metrics::PROTOCOL_ERRORS).increment(1);
-                peer.peer
-                    .fail(self.hub.error_to(&peer.peer, "invalid sync message"));
-            }
+        self.report_verdicts(&verdicts).await;
+
+        let changed = self.doc.get_heads() != heads_before;
+        if changed && !self.persist_changes(&heads_before, &senders).await {
+            return;
         }
-
-        let changed = match applied.new_changes {
-            Some(bytes) => match self.hub.storage().append_chunk(self.id, bytes).await {
-                Ok(chunk) => {
-                    self.chunks.push(chunk);
-                    self.incremental_chunks += 1;
-                    metrics::counter!(crate::metrics::CHANGES_APPLIED)
-                        .increment(applied.change_count as u64);
-                    true
-                }
-                Err(error) => {
-                    tracing::error!(%error, document = %self.id, "storing changes failed");
-                    metrics::counter!(crate::metrics::STORAGE_ERRORS).increment(1);
-                    self.recover(received.iter().map(|(from, ..)| from)).await;
-                    return evict;
-                }
-            },
-            None => false,
-        };
-        debug_assert!(changed || self.doc.get_heads() == heads_before);
-
         // Durable: now answer the senders, and push to every follower if anything changed.
-        let recipients: Vec<PeerHandle> = if changed {
+        let recipients = if changed {
             self.hub.followers(self.id)
         } else {
-            received.iter().map(|(from, ..)| from.clone()).collect()
+            senders
         };
         self.send_sync_messages(recipients).await;
         if changed && self.incremental_chunks >= self.hub.config().compact_after_chunks {
             self.compact().await;
         }
-        evict
     }
 
-    /// Applies the messages to the document off the async reactor.
-    async fn apply(&mut self, messages: Vec<(ConnectionId, sync::Message)>) -> Result<Applied, ()> {
-        let mut doc = std::mem::take(&mut self.doc);
-        let mut peers = std::mem::take(&mut self.peers);
-        let result = tokio::task::spawn_blocking(move || {
-            let heads_before = doc.get_heads();
-            let mut rejected = Vec::new();
-            for (connection, message) in messages {
-                let Some(peer) = peers.get_mut(&connection) else {
-                    continue;
-                };
-                if let Err(error) = doc.receive_sync_message(&mut peer.state, message) {
-                    rejected.push((connection, error.to_string()));
+    /// Scope: a document with content is visible to those whose regions cover it. One that
+    /// has none yet is visible to anyone (it may be theirs to create; `admit` decides).
+    fn may_see(&self, identity: &Identity) -> bool {
+        match &self.facts {
+            Some(facts) => identity.covers_region(&facts.region),
+            None => true,
+        }
+    }
+
+    /// Answers exactly as for a document that does not exist, and forgets the peer here.
+    fn deny(&mut self, peer: &PeerHandle) {
+        self.peers.remove(&peer.connection());
+        self.hub.unfollow(self.id, peer.connection());
+        // The peer may be gone already; then there is nobody to tell.
+        let _ = peer.send(self.hub.unavailable(peer, self.id));
+    }
+
+    /// Drops (and reports) every message carrying a change whose actor belongs to someone
+    /// other than its sender. Unknown actors are bound to the sender on first use.
+    async fn refuse_forged_actors(&mut self, incoming: Vec<Incoming>) -> Vec<Incoming> {
+        let doc = std::mem::take(&mut self.doc);
+        let found = tokio::task::spawn_blocking(move || {
+            let actors: Vec<Vec<ActorId>> = incoming
+                .iter()
+                .map(|m| new_change_actors(&doc, &m.message))
+                .collect();
+            (doc, incoming, actors)
+        })
+        .await;
+        let (doc, incoming, actors) = match found {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::error!(%error, document = %self.id, "reading changes panicked");
+                let _ = self.load().await;
+                return Vec::new();
+            }
+        };
+        self.doc = doc;
+        let mut accepted = Vec::with_capacity(incoming.len());
+        for (message, actors) in incoming.into_iter().zip(actors) {
+            let owner = message.from.actor_owner();
+            let mut forged = None;
+            for actor in &actors {
+                match self.hub.actor_owner(actor, &owner).await {
+                    Ok(bound) if bound == owner => {}
+                    Ok(_) => {
+                        forged = Some(actor.clone());
+                        break;
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, document = %self.id, "actor lookup failed");
+                        forged = Some(actor.clone());
+                        break;
+                    }
                 }
             }
-            let applied = if doc.get_heads() == heads_before {
-                Applied {
-                    new_changes: None,
-                    change_count: 0,
-                    rejected,
-                }
-            } else {
-                Applied {
-                    change_count: doc.get_changes(&heads_before).len(),
-                    new_changes: Some(doc.save_after(&heads_before)),
-                    rejected,
-                }
-            };
-            (doc, peers, applied)
+            match forged {
+                None => accepted.push(message),
+                Some(actor) => self.refuse_forgery(&message.from, &actor).await,
+            }
+        }
+        accepted
+    }
+
+    async fn refuse_forgery(&mut self, from: &PeerHandle, actor: &ActorId) {
+        tracing::warn!(document = %self.id, peer = %from.peer_id(), %actor,
+            "refused changes made by an actor that belongs to someone else");
+        metrics::counter!(crate::metrics::POLICY_REFUSALS).increment(1);
+        self.peers.remove(&from.connection());
+        self.audit(
+            AuditAction::Refusal,
+            AuditActor::of(from.identity()),
+            Some(format!("forged_actor actor={actor}")),
+        )
+        .await;
+        from.fail(self.hub.error_to(
+            from,
+            "refused: these changes were made by an actor that belongs to another device or user",
+        ));
+    }
+
+    /// Applies the messages off the reactor, judging each sender's run of messages.
+    async fn apply(&mut self, incoming: Vec<Incoming>) -> Result<Verdicts, ()> {
+        if incoming.is_empty() {
+            return Ok(Verdicts::default());
+        }
+        let mut doc = std::mem::take(&mut self.doc);
+        let mut peers = std::mem::take(&mut self.peers);
+        let mut facts = self.facts.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let verdicts = apply_and_judge(&mut doc, &mut peers, &mut facts, incoming);
+            (doc, peers, facts, verdicts)
         })
         .await;
         match result {
-            Ok((doc, peers, applied)) => {
+            Ok((doc, peers, facts, verdicts)) => {
                 self.doc = doc;
                 self.peers = peers;
-                Ok(applied)
+                self.facts = facts;
+                Ok(verdicts)
             }
             Err(error) => {
                 tracing::error!(%error, document = %self.id, "applying sync messages panicked");
@@ -252,10 +345,173 @@ impl<S: Storage> DocumentActor<S> {
         }
     }
 
+    /// Tells each sender what policy did with its changes, and records it.
+    async fn report_verdicts(&mut self, verdicts: &Verdicts) {
+        for (connection, reason) in &verdicts.rejected {
+            if let Some(peer) = self.peers.remove(connection) {
+                tracing::warn!(document = %self.id, peer = %peer.peer.peer_id(), %reason,
+                    "rejected sync message");
+                metrics::counter!(crate::metrics::PROTOCOL_ERRORS).increment(1);
+                peer.peer
+                    .fail(self.hub.error_to(&peer.peer, "invalid sync message"));
+            }
+        }
+        for (connection, refusal) in &verdicts.refused {
+            let Some(peer) = self.peers.get(connection).map(|p| p.peer.clone()) else {
+                continue;
+            };
+            tracing::info!(document = %self.id, peer = %peer.peer_id(), reason = refusal.code(),
+                "refused a new document");
+            metrics::counter!(crate::metrics::POLICY_REFUSALS).increment(1);
+            self.audit(
+                AuditAction::Refusal,
+                AuditActor::of(peer.identity()),
+                Some(format!("new_document {}", refusal.code())),
+            )
+            .await;
+            self.deny(&peer);
+        }
+        for (connection, rules) in &verdicts.compensated {
+            let Some(peer) = self.peers.get(connection).map(|p| p.peer.clone()) else {
+                continue;
+            };
+            metrics::counter!(crate::metrics::COMPENSATIONS).increment(1);
+            let codes: Vec<&str> = rules.iter().map(Rule::code).collect();
+            tracing::info!(document = %self.id, peer = %peer.peer_id(), rules = ?codes,
+                "compensated changes that broke policy");
+            self.audit(
+                AuditAction::Compensation,
+                AuditActor::of(peer.identity()),
+                Some(format!("rules={}", codes.join(","))),
+            )
+            .await;
+            self.report(&peer, PolicyReport::compensated(rules).to_cbor());
+        }
+    }
+
+    /// Sends a policy report to one peer as an ephemeral message on this document.
+    fn report(&self, peer: &PeerHandle, data: Vec<u8>) {
+        let count = self.hub.next_report_count();
+        let message = Message::Ephemeral(Ephemeral {
+            sender_id: self.hub.server_peer_id().clone(),
+            target_id: peer.peer_id().clone(),
+            document_id: self.id,
+            session_id: self.hub.server_peer_id().to_string(),
+            count,
+            data,
+        });
+        let _ = peer.send(message);
+    }
+
+    /// Makes the new changes durable together with the index row (resolving a tracking-code
+    /// collision first). Returns false if nothing may be acknowledged.
+    async fn persist_changes(
+        &mut self,
+        heads_before: &[automerge::ChangeHash],
+        senders: &[PeerHandle],
+    ) -> bool {
+        if let Err(error) = self.resolve_tracking_code_collision(senders).await {
+            tracing::error!(%error, document = %self.id, "tracking code lookup failed");
+            self.recover(senders.iter()).await;
+            return false;
+        }
+        let row = index::row(self.id, &self.doc, now_ms());
+        let doc = std::mem::take(&mut self.doc);
+        let heads = heads_before.to_vec();
+        let Ok((doc, bytes, count)) = tokio::task::spawn_blocking(move || {
+            let bytes = doc.save_after(&heads);
+            let count = doc.get_changes(&heads).len();
+            (doc, bytes, count)
+        })
+        .await
+        else {
+            self.recover(senders.iter()).await;
+            return false;
+        };
+        self.doc = doc;
+        let written = match row {
+            Some(row) => self.hub.storage().append_indexed(self.id, bytes, row).await,
+            None => self.hub.storage().append_chunk(self.id, bytes).await,
+        };
+        match written {
+            Ok(chunk) => {
+                self.chunks.push(chunk);
+                self.incremental_chunks += 1;
+                metrics::counter!(crate::metrics::CHANGES_APPLIED).increment(count as u64);
+                true
+            }
+            Err(error) => {
+                tracing::error!(%error, document = %self.id, "storing changes failed");
+                metrics::counter!(crate::metrics::STORAGE_ERRORS).increment(1);
+                self.recover(senders.iter()).await;
+                false
+            }
+        }
+    }
+
+    /// A tracking code is made offline on the device, so two devices can pick the same one.
+    /// The later document gets a new code from the server (same regency), written into it as
+    /// a server change; its sender is told the new code. Neither application is lost.
+    async fn resolve_tracking_code_collision(
+        &mut self,
+        senders: &[PeerHandle],
+    ) -> Result<(), StorageError> {
+        let Some(code) = index::tracking_code(&self.doc) else {
+            return Ok(());
+        };
+        let Some(holder) = self
+            .hub
+            .storage()
+            .document_for_tracking_code(code.as_str())
+            .await?
+        else {
+            return Ok(());
+        };
+        if holder == self.id {
+            return Ok(());
+        }
+        let mut replacement = code.clone();
+        for _ in 0..8 {
+            replacement = code.regenerate(&mut rand::rng());
+            if self
+                .hub
+                .storage()
+                .document_for_tracking_code(replacement.as_str())
+                .await?
+                .is_none()
+            {
+                break;
+            }
+        }
+        index::set_tracking_code(&mut self.doc, &replacement).map_err(|error| {
+            StorageError::Corrupt(format!("writing a new tracking code: {error}"))
+        })?;
+        tracing::info!(document = %self.id, "tracking code collision resolved with a new code");
+        self.audit(
+            AuditAction::Compensation,
+            AuditActor::server(),
+            Some(format!("tracking_code_reassigned holder={holder}")),
+        )
+        .await;
+        for sender in senders {
+            self.report(
+                sender,
+                PolicyReport::tracking_code_reassigned(replacement.as_str()).to_cbor(),
+            );
+        }
+        Ok(())
+    }
+
     /// Generates one sync message per recipient (off the reactor) and queues them.
     async fn send_sync_messages(&mut self, recipients: Vec<PeerHandle>) {
-        for peer in &recipients {
-            self.ensure_peer(peer).await;
+        let mut allowed = Vec::with_capacity(recipients.len());
+        for peer in recipients {
+            if self.may_see(peer.identity()) {
+                self.ensure_peer(&peer).await;
+                allowed.push(peer);
+            } else {
+                self.deny(&peer);
+            }
         }
         let doc = std::mem::take(&mut self.doc);
         let mut peers = std::mem::take(&mut self.peers);
@@ -263,8 +519,8 @@ impl<S: Storage> DocumentActor<S> {
         let document = self.id;
         let result = tokio::task::spawn_blocking(move || {
             let empty = doc.get_heads().is_empty();
-            let mut outgoing = Vec::with_capacity(recipients.len());
-            for recipient in recipients {
+            let mut outgoing = Vec::with_capacity(allowed.len());
+            for recipient in allowed {
                 let Some(peer) = peers.get_mut(&recipient.connection()) else {
                     continue;
                 };
@@ -274,8 +530,10 @@ impl<S: Storage> DocumentActor<S> {
                 }
                 peer.waiting_since = None;
                 if let Some(message) = doc.generate_sync_message(&mut peer.state) {
+                    let carries_content = !message.changes.is_empty();
                     outgoing.push((
                         recipient.clone(),
+                        carries_content,
                         Message::Sync(DocMessage {
                             sender_id: server.clone(),
                             target_id: recipient.peer_id().clone(),
@@ -288,22 +546,115 @@ impl<S: Storage> DocumentActor<S> {
             (doc, peers, outgoing)
         })
         .await;
-        match result {
+        let outgoing = match result {
             Ok((doc, peers, outgoing)) => {
                 self.doc = doc;
                 self.peers = peers;
-                for (peer, message) in outgoing {
-                    if peer.send(message).is_err() {
-                        self.peers.remove(&peer.connection());
-                    }
-                }
+                outgoing
             }
             Err(error) => {
                 tracing::error!(%error, document = %self.id, "generating sync messages panicked");
-                let empty: [&PeerHandle; 0] = [];
-                self.recover(empty.into_iter()).await;
+                let none: [&PeerHandle; 0] = [];
+                self.recover(none.into_iter()).await;
+                return;
+            }
+        };
+        for (peer, carries_content, message) in outgoing {
+            if carries_content {
+                self.audit_personal_data_read(&peer).await;
+            }
+            if peer.send(message).is_err() {
+                self.peers.remove(&peer.connection());
             }
         }
+    }
+
+    /// Records, once per connection, that a person received this application's personal
+    /// data (UU PDP Art. 32: who saw this citizen's data), keyed by the citizen, not the NIK.
+    async fn audit_personal_data_read(&mut self, peer: &PeerHandle) {
+        let already = self
+            .peers
+            .get(&peer.connection())
+            .is_none_or(|p| p.read_audited);
+        if already || !matches!(&self.facts, Some(f) if f.kind == DocumentKind::Application) {
+            return;
+        }
+        if let Some(state) = self.peers.get_mut(&peer.connection()) {
+            state.read_audited = true;
+        }
+        let citizen = index::citizen_key(&self.doc, self.hub.citizen_secret(), now_ms());
+        let mut entry = NewAuditEntry::new(
+            now_ms(),
+            AuditAction::PersonalDataRead,
+            AuditActor::of(peer.identity()),
+        );
+        entry.subject = Some(self.id.to_string());
+        entry.citizen = citizen;
+        entry.detail = Some("sync".into());
+        if let Err(error) = self.hub.storage().append(entry).await {
+            tracing::error!(%error, document = %self.id, "audit append failed");
+        }
+    }
+
+    async fn audit(&self, action: AuditAction, actor: AuditActor, detail: Option<String>) {
+        let mut entry = NewAuditEntry::new(now_ms(), action, actor);
+        entry.subject = Some(self.id.to_string());
+        entry.detail = detail;
+        entry.citizen = index::citizen_key(&self.doc, self.hub.citizen_secret(), now_ms());
+        if let Err(error) = self.hub.storage().append(entry).await {
+            tracing::error!(%error, document = %self.id, "audit append failed");
+        }
+    }
+
+    /// A supervisor's decision: checked, written as a server change with the supervisor as
+    /// author, made durable, pushed to every follower, and recorded.
+    async fn review(&mut self, request: ReviewRequest) -> Result<ReviewOutcome, ReviewError> {
+        let Some(facts) = self.facts.clone() else {
+            return Err(ReviewError::NotFound);
+        };
+        if facts.kind != DocumentKind::Application || !request.identity.covers_region(&facts.region)
+        {
+            return Err(ReviewError::NotFound);
+        }
+        let heads_before = self.doc.get_heads();
+        let change = review::decide(&self.doc, &request, now_ms())?;
+        let doc = std::mem::take(&mut self.doc);
+        let written = tokio::task::spawn_blocking(move || {
+            let mut doc = doc;
+            let result = review::write(&mut doc, &change);
+            (doc, result.map(|()| change))
+        })
+        .await;
+        let change = match written {
+            Ok((doc, result)) => {
+                self.doc = doc;
+                result.map_err(|error| ReviewError::Internal(error.to_string()))?
+            }
+            Err(error) => {
+                let _ = self.load().await;
+                return Err(ReviewError::Internal(error.to_string()));
+            }
+        };
+        if !self.persist_changes(&heads_before, &[]).await {
+            return Err(ReviewError::Unavailable);
+        }
+        let followers = self.hub.followers(self.id);
+        self.send_sync_messages(followers).await;
+        self.audit(
+            AuditAction::ReviewDecision,
+            AuditActor::of(&request.identity),
+            Some(format!("{}->{}: {}", change.from, change.to, change.note)),
+        )
+        .await;
+        Ok(ReviewOutcome {
+            status: change.to,
+            heads: self
+                .doc
+                .get_heads()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        })
     }
 
     /// A peer that asked for a document we do not have is told so, unless another peer has
@@ -364,6 +715,7 @@ impl<S: Storage> DocumentActor<S> {
                 peer: peer.clone(),
                 state,
                 waiting_since: None,
+                read_audited: false,
             },
         );
     }
@@ -400,8 +752,10 @@ impl<S: Storage> DocumentActor<S> {
     async fn load(&mut self) -> Result<(), StorageError> {
         let chunks = self.hub.storage().load_chunks(self.id).await?;
         let document = self.id;
+        let actor = self.hub.server_actor().clone();
         let loaded = tokio::task::spawn_blocking(move || {
-            let mut doc = Automerge::new();
+            // Every change the server itself writes (compensations, decisions) is by its actor.
+            let mut doc = Automerge::new().with_actor(actor);
             let mut ids = Vec::with_capacity(chunks.len());
             let mut incremental = 0;
             for chunk in chunks {
@@ -417,11 +771,12 @@ impl<S: Storage> DocumentActor<S> {
                         "skipping unreadable chunk"),
                 }
             }
-            (doc, ids, incremental)
+            let facts = index::facts(&doc);
+            (doc, ids, incremental, facts)
         })
         .await
         .map_err(|error| StorageError::Corrupt(format!("loading panicked: {error}")))?;
-        (self.doc, self.chunks, self.incremental_chunks) = loaded;
+        (self.doc, self.chunks, self.incremental_chunks, self.facts) = loaded;
         Ok(())
     }
 
@@ -457,16 +812,16 @@ impl<S: Storage> DocumentActor<S> {
     /// whose sync states now claim changes we do not have. They resume on reconnect.
     async fn recover<'a>(&mut self, senders: impl Iterator<Item = &'a PeerHandle>) {
         for sender in senders {
-            if let Some(peer) = self.peers.remove(&sender.connection()) {
-                peer.peer.fail(
-                    self.hub
-                        .error_to(&peer.peer, "storage unavailable, retry later"),
-                );
-            }
+            self.peers.remove(&sender.connection());
+            sender.fail(
+                self.hub
+                    .error_to(sender, "storage unavailable, retry later"),
+            );
         }
         if let Err(error) = self.load().await {
             tracing::error!(%error, document = %self.id, "reloading after failure failed");
-            self.doc = Automerge::new();
+            self.doc = Automerge::new().with_actor(self.hub.server_actor().clone());
+            self.facts = None;
             self.chunks.clear();
             for (_, peer) in self.peers.drain() {
                 peer.peer.fail(
@@ -485,8 +840,14 @@ impl<S: Storage> DocumentActor<S> {
     fn fail_all(&self, commands: &mut mpsc::UnboundedReceiver<DocCommand>) {
         loop {
             while let Ok(command) = commands.try_recv() {
-                if let DocCommand::Receive { from, .. } = command {
-                    from.fail(self.hub.error_to(&from, "storage unavailable, retry later"));
+                match command {
+                    DocCommand::Receive { from, .. } => {
+                        from.fail(self.hub.error_to(&from, "storage unavailable, retry later"))
+                    }
+                    DocCommand::Review { reply, .. } => {
+                        let _ = reply.send(Err(ReviewError::Unavailable));
+                    }
+                    DocCommand::Unfollow { .. } | DocCommand::Evict => {}
                 }
             }
             if self.hub.retire(self.id, self.generation, commands) {
@@ -494,4 +855,96 @@ impl<S: Storage> DocumentActor<S> {
             }
         }
     }
+}
+
+/// The actors of the changes in `message` that `doc` does not have yet. A V2 message carries
+/// a whole document chunk, so it is loaded into a scratch document to list its changes.
+fn new_change_actors(doc: &Automerge, message: &sync::Message) -> Vec<ActorId> {
+    let mut actors = HashSet::new();
+    for chunk in message.changes.iter() {
+        let changes: Vec<Change> = match Change::from_bytes(chunk.to_vec()) {
+            Ok(change) => vec![change],
+            Err(_) => match Automerge::load(chunk) {
+                Ok(scratch) => scratch.get_changes(&[]),
+                // Unreadable: `receive_sync_message` will reject the message itself.
+                Err(_) => Vec::new(),
+            },
+        };
+        for change in changes {
+            if doc.get_change_by_hash(&change.hash()).is_none() {
+                actors.insert(change.actor_id().clone());
+            }
+        }
+    }
+    actors.into_iter().collect()
+}
+
+/// Applies each sender's consecutive messages, then judges what that sender changed.
+fn apply_and_judge(
+    doc: &mut Automerge,
+    peers: &mut HashMap<ConnectionId, PeerSync>,
+    facts: &mut Option<DocumentFacts>,
+    incoming: Vec<Incoming>,
+) -> Verdicts {
+    let mut verdicts = Verdicts::default();
+    let mut runs: Vec<(PeerHandle, Vec<sync::Message>)> = Vec::new();
+    for Incoming { from, message } in incoming {
+        match runs.last_mut() {
+            Some((sender, messages)) if sender.connection() == from.connection() => {
+                messages.push(message)
+            }
+            _ => runs.push((from, vec![message])),
+        }
+    }
+    for (sender, messages) in runs {
+        let connection = sender.connection();
+        let carries_changes = messages.iter().any(|m| !m.changes.is_empty());
+        let before = carries_changes.then(|| doc.fork());
+        let Some(peer) = peers.get_mut(&connection) else {
+            continue;
+        };
+        let state_before = peer.state.clone();
+        for message in messages {
+            if let Err(error) = doc.receive_sync_message(&mut peer.state, message) {
+                verdicts.rejected.push((connection, error.to_string()));
+                break;
+            }
+        }
+        let Some(before) = before else {
+            continue;
+        };
+        if before.get_heads() == doc.get_heads() {
+            continue;
+        }
+        let identity = sender.identity();
+        let in_scope = |region: &RegionCode| identity.covers_region(region);
+        let is_new = facts.is_none();
+        if is_new && let Err(refusal) = admit(doc, in_scope) {
+            // Not stored, not acknowledged: as if the message never came.
+            *doc = before;
+            peer.state = state_before;
+            verdicts.refused.push((connection, refusal));
+            continue;
+        }
+        let role = identity.role;
+        let judgement = judge((!is_new).then_some(&before), doc, role, in_scope);
+        if !judgement.is_clean() {
+            match compensate(doc, &judgement.restore) {
+                Ok(_) => verdicts.compensated.push((connection, judgement.broken)),
+                Err(error) => {
+                    tracing::error!(%error, "compensating change failed; dropping the changes");
+                    *doc = before;
+                    peer.state = state_before;
+                    verdicts.rejected.push((connection, error.to_string()));
+                    continue;
+                }
+            }
+        }
+        *facts = index::facts(doc);
+    }
+    verdicts
+}
+
+fn now_ms() -> i64 {
+    crate::auth::now_millis()
 }

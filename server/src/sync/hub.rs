@@ -13,15 +13,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use automerge::ActorId;
 use jemput_sync_protocol::{
     DocUnavailable, DocumentId, Ephemeral, ErrorMessage, Message, PeerId, PeerMetadata, StorageId,
 };
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
 use super::document::{DocCommand, DocumentActor};
 use super::peer::{ConnectionId, PeerHandle};
-use crate::storage::Storage;
+use super::review::{ReviewError, ReviewOutcome, ReviewRequest};
+use crate::audit::CitizenKeySecret;
+use crate::storage::{ActorOwner, Storage, StorageError};
 
 /// Limits and timings of the sync engine.
 #[derive(Debug, Clone)]
@@ -49,6 +52,13 @@ impl Default for HubConfig {
     }
 }
 
+/// Why a `join` is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum JoinRefused {
+    #[error("peer id is in use by another device or user")]
+    PeerIdInUse,
+}
+
 /// Which automerge-repo message brought a sync message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReceiveKind {
@@ -58,11 +68,27 @@ pub enum ReceiveKind {
     Sync,
 }
 
+/// Who the server is: its peer id, its storage id, its Automerge actor (already bound to
+/// the server in storage) and the secret that keys citizens in the audit log.
+#[derive(Debug, Clone)]
+pub struct ServerIdentity {
+    pub peer_id: PeerId,
+    pub storage_id: StorageId,
+    pub actor: ActorId,
+    pub citizen_secret: CitizenKeySecret,
+}
+
 pub struct Hub<S> {
     storage: Arc<S>,
     config: HubConfig,
     server_peer_id: PeerId,
     server_storage_id: StorageId,
+    /// This process's Automerge actor: compensations and review decisions are written by it.
+    server_actor: ActorId,
+    citizen_secret: CitizenKeySecret,
+    /// Who each Automerge actor id belongs to, as bound in storage (bounded).
+    actor_owners: Mutex<HashMap<ActorId, ActorOwner>>,
+    report_count: AtomicU64,
     state: Mutex<HubState>,
     next_connection: AtomicU64,
     next_generation: AtomicU64,
@@ -112,17 +138,16 @@ impl RecentSet {
 }
 
 impl<S: Storage> Hub<S> {
-    pub fn new(
-        storage: Arc<S>,
-        config: HubConfig,
-        server_peer_id: PeerId,
-        server_storage_id: StorageId,
-    ) -> Arc<Self> {
+    pub fn new(storage: Arc<S>, config: HubConfig, identity: ServerIdentity) -> Arc<Self> {
         Arc::new(Self {
             storage,
             config,
-            server_peer_id,
-            server_storage_id,
+            server_peer_id: identity.peer_id,
+            server_storage_id: identity.storage_id,
+            server_actor: identity.actor,
+            citizen_secret: identity.citizen_secret,
+            actor_owners: Mutex::new(HashMap::new()),
+            report_count: AtomicU64::new(1),
             state: Mutex::new(HubState::default()),
             next_connection: AtomicU64::new(1),
             next_generation: AtomicU64::new(1),
@@ -150,6 +175,82 @@ impl<S: Storage> Hub<S> {
         &self.config
     }
 
+    pub(super) fn server_actor(&self) -> &ActorId {
+        &self.server_actor
+    }
+
+    pub(super) fn citizen_secret(&self) -> &CitizenKeySecret {
+        &self.citizen_secret
+    }
+
+    /// A fresh `count` for ephemeral messages the server sends itself.
+    pub(super) fn next_report_count(&self) -> u64 {
+        self.report_count.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The owner of `actor`, binding it to `claimant` if nobody owns it yet.
+    pub(super) async fn actor_owner(
+        &self,
+        actor: &ActorId,
+        claimant: &ActorOwner,
+    ) -> Result<ActorOwner, StorageError> {
+        const CACHE_LIMIT: usize = 100_000;
+        if let Some(owner) = self.owners().get(actor) {
+            return Ok(owner.clone());
+        }
+        let owner = self
+            .storage
+            .bind_actor_if_unbound(actor, claimant, crate::auth::now_millis())
+            .await?;
+        let mut owners = self.owners();
+        if owners.len() >= CACHE_LIMIT {
+            owners.clear();
+        }
+        owners.insert(actor.clone(), owner.clone());
+        Ok(owner)
+    }
+
+    fn owners(&self) -> MutexGuard<'_, HashMap<ActorId, ActorOwner>> {
+        self.actor_owners
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Stops `connection` following `document` (it was denied access).
+    pub(super) fn unfollow(&self, document: DocumentId, connection: ConnectionId) {
+        let mut state = self.lock();
+        if let Some(followers) = state.followers.get_mut(&document) {
+            followers.remove(&connection);
+            if followers.is_empty() {
+                state.followers.remove(&document);
+            }
+        }
+        if let Some(followed) = state.followed.get_mut(&connection) {
+            followed.remove(&document);
+        }
+    }
+
+    /// Writes a supervisor's decision into an application (see `review`).
+    pub async fn review(
+        self: &Arc<Self>,
+        document: DocumentId,
+        request: ReviewRequest,
+    ) -> Result<ReviewOutcome, ReviewError> {
+        if !self.is_in_memory(document) {
+            match self.storage.document_exists(document).await {
+                Ok(true) => {}
+                Ok(false) => return Err(ReviewError::NotFound),
+                Err(error) => {
+                    tracing::error!(%error, %document, "storage lookup failed");
+                    return Err(ReviewError::Unavailable);
+                }
+            }
+        }
+        let (reply, outcome) = oneshot::channel();
+        self.dispatch(document, None, DocCommand::Review { request, reply });
+        outcome.await.unwrap_or(Err(ReviewError::Unavailable))
+    }
+
     pub fn new_connection_id(&self) -> ConnectionId {
         ConnectionId(self.next_connection.fetch_add(1, Ordering::Relaxed))
     }
@@ -162,11 +263,18 @@ impl<S: Storage> Hub<S> {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Registers a joined peer. A previous connection that claimed the same peer id is
-    /// closed and forgotten: the newest `join` wins, as with the JS server.
-    pub fn join(&self, peer: PeerHandle) {
+    /// Registers a joined peer. A previous connection that claimed the same peer id with
+    /// the same credential is closed and forgotten (the newest `join` wins, as with the JS
+    /// server: a phone that reconnects replaces its dead socket). Anyone else claiming a peer
+    /// id in use is refused, so nobody can knock another device off by copying its id.
+    pub fn join(&self, peer: PeerHandle) -> Result<(), JoinRefused> {
         let replaced = {
             let mut state = self.lock();
+            if let Some(current) = state.peers.get(peer.peer_id())
+                && current.identity().credential != peer.identity().credential
+            {
+                return Err(JoinRefused::PeerIdInUse);
+            }
             state.peers.insert(peer.peer_id().clone(), peer.clone())
         };
         if let Some(old) = replaced
@@ -177,6 +285,7 @@ impl<S: Storage> Hub<S> {
             self.leave(&old);
             old.close();
         }
+        Ok(())
     }
 
     /// Forgets a connection: it follows no document any more.

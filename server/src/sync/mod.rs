@@ -3,7 +3,10 @@
 
 mod document;
 mod hub;
+pub mod index;
 mod peer;
+pub mod review;
 
-pub use hub::{Hub, HubConfig, ReceiveKind};
+pub use hub::{Hub, HubConfig, JoinRefused, ReceiveKind, ServerIdentity};
 pub use peer::{ConnectionId, Outbound, PeerHandle, SendFailure};
+pub use review::{ReviewError, ReviewOutcome, ReviewRequest};

@@ -5,6 +5,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use jemput_sync_protocol::{Message, PeerId, StorageId};
+
+use crate::storage::{ActorOwner, Identity};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -37,6 +39,8 @@ struct PeerInner {
     peer_id: PeerId,
     /// Set only for peers that keep storage (non-ephemeral), whose sync state we persist.
     storage_id: Option<StorageId>,
+    /// Who authenticated at upgrade; everything this peer does is judged as them.
+    identity: Arc<Identity>,
     outbox: mpsc::Sender<Outbound>,
     closer: CancellationToken,
 }
@@ -55,6 +59,7 @@ impl PeerHandle {
         connection: ConnectionId,
         peer_id: PeerId,
         storage_id: Option<StorageId>,
+        identity: Arc<Identity>,
         outbox: mpsc::Sender<Outbound>,
         closer: CancellationToken,
     ) -> Self {
@@ -63,6 +68,7 @@ impl PeerHandle {
                 connection,
                 peer_id,
                 storage_id,
+                identity,
                 outbox,
                 closer,
             }),
@@ -79,6 +85,19 @@ impl PeerHandle {
 
     pub fn storage_id(&self) -> Option<&StorageId> {
         self.inner.storage_id.as_ref()
+    }
+
+    pub fn identity(&self) -> &Arc<Identity> {
+        &self.inner.identity
+    }
+
+    /// Whose Automerge actor ids this peer may write with: its device, or its user when it
+    /// connected with a login session (a browser console).
+    pub fn actor_owner(&self) -> ActorOwner {
+        match self.inner.identity.device() {
+            Some(device) => ActorOwner::Device(device.clone()),
+            None => ActorOwner::User(self.inner.identity.user_id),
+        }
     }
 
     /// Queues a message without waiting. A peer whose queue is full is disconnected rather

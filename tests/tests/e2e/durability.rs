@@ -5,7 +5,7 @@ use automerge::sync;
 use jemput_tests::{RawPeer, TestDatabase, TestServer};
 
 use crate::JEMPUT;
-use crate::ws_protocol::{doc_with, get, new_document_id, put};
+use crate::ws_protocol::{doc_with, get, new_document_id, officer_url, put};
 
 #[tokio::test]
 async fn acknowledged_changes_survive_sigkill() {
@@ -13,7 +13,9 @@ async fn acknowledged_changes_survive_sigkill() {
         let dialect = database.dialect();
         let mut server = TestServer::start(JEMPUT, database).await;
         let mut ids = Vec::new();
-        let mut peer = RawPeer::joined(&server.ws_url(), "peer-writer", Some("s-writer")).await;
+        let url = officer_url(&server, "penulis").await;
+        let reader_url = officer_url(&server, "pembaca").await;
+        let mut peer = RawPeer::joined(&url, "peer-writer", Some("s-writer")).await;
         let mut heads = Vec::new();
         for i in 0..20 {
             let id = new_document_id();
@@ -27,7 +29,7 @@ async fn acknowledged_changes_survive_sigkill() {
         }
         server.kill().await;
         server.restart().await;
-        let mut reader = RawPeer::joined(&server.ws_url(), "peer-reader", None).await;
+        let mut reader = RawPeer::joined(&reader_url, "peer-reader", None).await;
         for (i, (id, expected)) in ids.iter().zip(&heads).enumerate() {
             let mut copy = Automerge::new();
             reader

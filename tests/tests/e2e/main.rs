@@ -6,5 +6,6 @@ pub const JEMPUT: &str = env!("CARGO_BIN_EXE_jemput-under-test");
 mod durability;
 mod js_interop;
 mod ops;
+mod policy;
 mod samod_interop;
 mod ws_protocol;

@@ -7,14 +7,15 @@ use automerge::sync;
 use jemput_tests::{RawPeer, TestDatabase, TestServer};
 
 use crate::JEMPUT;
-use crate::ws_protocol::{doc_with, new_document_id};
+use crate::ws_protocol::{doc_with, new_document_id, officer_url};
 
 #[tokio::test]
 async fn health_readiness_and_metrics_are_served() {
     let server = TestServer::start(JEMPUT, TestDatabase::sqlite()).await;
     assert_eq!(server.get("/healthz").await.0, 200);
     assert_eq!(server.get("/readyz").await.0, 200);
-    let mut peer = RawPeer::joined(&server.ws_url(), "peer-metrics", None).await;
+    let url = officer_url(&server, "petugas").await;
+    let mut peer = RawPeer::joined(&url, "peer-metrics", None).await;
     peer.sync_document(
         new_document_id(),
         &mut doc_with("k", "v"),
@@ -41,7 +42,8 @@ async fn health_readiness_and_metrics_are_served() {
 async fn sigterm_shuts_down_gracefully_and_keeps_what_was_acknowledged() {
     let mut server = TestServer::start(JEMPUT, TestDatabase::sqlite()).await;
     let id = new_document_id();
-    let mut peer = RawPeer::joined(&server.ws_url(), "peer-shutdown", Some("storage-1")).await;
+    let url = officer_url(&server, "petugas").await;
+    let mut peer = RawPeer::joined(&url, "peer-shutdown", Some("storage-1")).await;
     let mut doc = doc_with("before", "shutdown");
     peer.sync_document(id, &mut doc, &mut sync::State::new())
         .await;
@@ -50,7 +52,8 @@ async fn sigterm_shuts_down_gracefully_and_keeps_what_was_acknowledged() {
         "jemput exited with failure after SIGTERM"
     );
     server.restart().await;
-    let mut reader = RawPeer::joined(&server.ws_url(), "peer-reader", None).await;
+    let url = officer_url(&server, "pembaca").await;
+    let mut reader = RawPeer::joined(&url, "peer-reader", None).await;
     let mut copy = Automerge::new();
     reader
         .sync_document(id, &mut copy, &mut sync::State::new())
@@ -66,7 +69,7 @@ async fn a_silent_peer_is_dropped_but_one_still_sending_is_kept() {
         &["--idle-timeout-secs", "2", "--ping-interval-secs", "1"],
     )
     .await;
-    let url = server.ws_url();
+    let url = officer_url(&server, "petugas").await;
 
     // Never reads (so never answers pings), but keeps sending: must not be cut.
     let mut busy = RawPeer::joined(&url, "peer-busy-uplink", None).await;
@@ -104,7 +107,7 @@ async fn serves_wss_with_a_dev_certificate() {
     assert!(status.success());
     let cert = dir.path().join("cert.pem");
     let key = dir.path().join("key.pem");
-    let server = TestServer::start_with_args(
+    let mut server = TestServer::start_with_args(
         JEMPUT,
         TestDatabase::sqlite(),
         &[
@@ -117,7 +120,12 @@ async fn serves_wss_with_a_dev_certificate() {
     .await;
     assert!(server.ws_url().starts_with("wss://"));
     let connector = jemput_tests::tls::connector_trusting(&cert);
-    let mut peer = RawPeer::connect_tls(&server.ws_url(), "peer-tls", connector).await;
+    server.trust_certificate(&cert);
+    let officer = server
+        .officer("petugas", &[jemput_tests::provision::HOME_DISTRICT])
+        .await;
+    let url = server.ws_url_for(officer.token());
+    let mut peer = RawPeer::connect_tls(&url, "peer-tls", connector).await;
     peer.join(None).await;
     peer.sync_document(
         new_document_id(),
@@ -143,7 +151,8 @@ async fn idle_documents_leave_memory_and_come_back_on_demand() {
         &["--document-idle-secs", "1"],
     )
     .await;
-    let mut peer = RawPeer::joined(&server.ws_url(), "peer-evict", Some("storage-evict")).await;
+    let url = officer_url(&server, "petugas").await;
+    let mut peer = RawPeer::joined(&url, "peer-evict", Some("storage-evict")).await;
     let mut ids = Vec::new();
     for i in 0..5 {
         let id = new_document_id();
@@ -161,7 +170,8 @@ async fn idle_documents_leave_memory_and_come_back_on_demand() {
     })
     .await;
     // Still served from storage, and still followed: a new reader gets everything.
-    let mut reader = RawPeer::joined(&server.ws_url(), "peer-evict-reader", None).await;
+    let reader_url = officer_url(&server, "pembaca").await;
+    let mut reader = RawPeer::joined(&reader_url, "peer-evict-reader", None).await;
     for (id, doc) in &ids {
         let mut copy = Automerge::new();
         reader
@@ -171,7 +181,7 @@ async fn idle_documents_leave_memory_and_come_back_on_demand() {
     }
     // A follower whose document left memory still gets pushed a later change.
     let (first, doc) = &ids[0];
-    let mut edited = doc.clone();
+    let mut edited = doc.fork();
     crate::ws_protocol::put(&mut edited, "later", "edit");
     reader
         .sync_document(*first, &mut edited, &mut sync::State::new())

@@ -7,6 +7,7 @@ use automerge::sync::{self, SyncDoc};
 use automerge::transaction::Transactable;
 use automerge::{Automerge, ROOT, ReadDoc};
 use jemput_sync_protocol::{DocumentId, Ephemeral, Join, Message, PeerMetadata};
+use jemput_tests::provision::{HOME_DISTRICT, HOME_VILLAGE};
 use jemput_tests::{RawPeer, TestDatabase, TestServer};
 use tokio_tungstenite::tungstenite::Message as Frame;
 
@@ -16,10 +17,29 @@ pub fn new_document_id() -> DocumentId {
     DocumentId::from_bytes(*uuid::Uuid::new_v4().as_bytes())
 }
 
+/// A field-visit document in the test officers' home region, with one extra key.
 pub fn doc_with(key: &str, value: &str) -> Automerge {
+    visit_in(HOME_DISTRICT, HOME_VILLAGE, key, value)
+}
+
+pub fn visit_in(district: &str, village: &str, key: &str, value: &str) -> Automerge {
     let mut doc = Automerge::new();
-    put(&mut doc, key, value);
+    let mut tx = doc.transaction();
+    tx.put(ROOT, "schema", "jemput/visit@1").expect("put");
+    let region = tx
+        .put_object(ROOT, "region", automerge::ObjType::Map)
+        .expect("region");
+    tx.put(&region, "district", district).expect("put");
+    tx.put(&region, "village", village).expect("put");
+    tx.put(ROOT, key, value).expect("put");
+    tx.commit();
     doc
+}
+
+/// The WebSocket URL of a new officer in the home district, with an enrolled device.
+pub async fn officer_url(server: &TestServer, username: &str) -> String {
+    let officer = server.officer(username, &[HOME_DISTRICT]).await;
+    server.ws_url_for(officer.token())
 }
 
 pub fn put(doc: &mut Automerge, key: &str, value: &str) {
@@ -37,7 +57,8 @@ pub fn get(doc: &Automerge, key: &str) -> Option<String> {
 #[tokio::test]
 async fn join_is_answered_with_peer_and_protocol_version_1() {
     let server = TestServer::start(JEMPUT, TestDatabase::sqlite()).await;
-    let mut peer = RawPeer::connect(&server.ws_url(), "peer-handshake").await;
+    let url = officer_url(&server, "petugas").await;
+    let mut peer = RawPeer::connect(&url, "peer-handshake").await;
     peer.send(&Message::Join(Join {
         sender_id: peer.peer_id.clone(),
         peer_metadata: Some(PeerMetadata {
@@ -60,17 +81,18 @@ async fn join_is_answered_with_peer_and_protocol_version_1() {
 async fn a_document_created_on_one_peer_reaches_another_and_edits_are_pushed_live() {
     for database in TestDatabase::every("live push").await {
         let server = TestServer::start(JEMPUT, database).await;
-        let url = server.ws_url();
+        let alice_url = officer_url(&server, "alice").await;
+        let bob_url = officer_url(&server, "bob").await;
         let id = new_document_id();
 
-        let mut alice = RawPeer::joined(&url, "peer-alice", Some("storage-alice")).await;
+        let mut alice = RawPeer::joined(&alice_url, "peer-alice", Some("storage-alice")).await;
         let mut alice_doc = doc_with("name", "Siti");
         let mut alice_state = sync::State::new();
         alice
             .sync_document(id, &mut alice_doc, &mut alice_state)
             .await;
 
-        let mut bob = RawPeer::joined(&url, "peer-bob", None).await;
+        let mut bob = RawPeer::joined(&bob_url, "peer-bob", None).await;
         let mut bob_doc = Automerge::new();
         let mut bob_state = sync::State::new();
         bob.sync_document(id, &mut bob_doc, &mut bob_state).await;
@@ -102,7 +124,8 @@ async fn a_document_created_on_one_peer_reaches_another_and_edits_are_pushed_liv
 #[tokio::test]
 async fn a_request_for_an_unknown_document_is_answered_doc_unavailable() {
     let server = TestServer::start(JEMPUT, TestDatabase::sqlite()).await;
-    let mut peer = RawPeer::joined(&server.ws_url(), "peer-asker", None).await;
+    let url = officer_url(&server, "penanya").await;
+    let mut peer = RawPeer::joined(&url, "peer-asker", None).await;
     let id = new_document_id();
     let mut empty = Automerge::new();
     let message = empty
@@ -120,14 +143,15 @@ async fn a_request_for_an_unknown_document_is_answered_doc_unavailable() {
 #[tokio::test]
 async fn ephemeral_messages_are_relayed_to_other_followers_with_the_original_sender() {
     let server = TestServer::start(JEMPUT, TestDatabase::sqlite()).await;
-    let url = server.ws_url();
+    let url = officer_url(&server, "alice").await;
+    let bob_url = officer_url(&server, "bob").await;
     let id = new_document_id();
     let mut alice = RawPeer::joined(&url, "peer-alice", None).await;
     let mut doc = doc_with("k", "v");
     alice
         .sync_document(id, &mut doc, &mut sync::State::new())
         .await;
-    let mut bob = RawPeer::joined(&url, "peer-bob", None).await;
+    let mut bob = RawPeer::joined(&bob_url, "peer-bob", None).await;
     bob.sync_document(id, &mut Automerge::new(), &mut sync::State::new())
         .await;
 
@@ -159,7 +183,7 @@ async fn ephemeral_messages_are_relayed_to_other_followers_with_the_original_sen
 #[tokio::test]
 async fn a_second_join_with_the_same_peer_id_replaces_the_first_connection() {
     let server = TestServer::start(JEMPUT, TestDatabase::sqlite()).await;
-    let url = server.ws_url();
+    let url = officer_url(&server, "petugas").await;
     let mut first = RawPeer::joined(&url, "peer-same", None).await;
     let mut second = RawPeer::joined(&url, "peer-same", None).await;
     first.expect_closed().await;
@@ -176,7 +200,8 @@ mod bad_input {
     use super::*;
 
     async fn assert_server_still_serves(server: &TestServer) {
-        let mut peer = RawPeer::joined(&server.ws_url(), "peer-bystander", None).await;
+        let url = officer_url(server, &format!("saksi{}", uuid::Uuid::new_v4().simple())).await;
+        let mut peer = RawPeer::joined(&url, "peer-bystander", None).await;
         peer.sync_document(
             new_document_id(),
             &mut doc_with("still", "alive"),
@@ -197,7 +222,8 @@ mod bad_input {
     #[tokio::test]
     async fn malformed_cbor() {
         let server = TestServer::start(JEMPUT, TestDatabase::sqlite()).await;
-        let mut peer = RawPeer::connect(&server.ws_url(), "peer-bad").await;
+        let url = officer_url(&server, "pengirim").await;
+        let mut peer = RawPeer::connect(&url, "peer-bad").await;
         peer.send_bytes(vec![0xbf, 0xff, 0x13, 0x37, 0x00]).await;
         refused(&server, &mut peer, "malformed message").await;
     }
@@ -205,7 +231,8 @@ mod bad_input {
     #[tokio::test]
     async fn text_frame() {
         let server = TestServer::start(JEMPUT, TestDatabase::sqlite()).await;
-        let mut peer = RawPeer::connect(&server.ws_url(), "peer-bad").await;
+        let url = officer_url(&server, "pengirim").await;
+        let mut peer = RawPeer::connect(&url, "peer-bad").await;
         peer.send_frame(Frame::Text(r#"{"type":"join"}"#.into()))
             .await;
         refused(&server, &mut peer, "binary").await;
@@ -214,7 +241,8 @@ mod bad_input {
     #[tokio::test]
     async fn message_before_join() {
         let server = TestServer::start(JEMPUT, TestDatabase::sqlite()).await;
-        let mut peer = RawPeer::connect(&server.ws_url(), "peer-bad").await;
+        let url = officer_url(&server, "pengirim").await;
+        let mut peer = RawPeer::connect(&url, "peer-bad").await;
         peer.server_id = Some(jemput_sync_protocol::PeerId::parse("anyone").expect("id"));
         let message = peer.sync_message("sync", new_document_id(), vec![0x42, 0, 0, 0]);
         peer.send(&message).await;
@@ -224,7 +252,8 @@ mod bad_input {
     #[tokio::test]
     async fn sender_id_changed_after_join() {
         let server = TestServer::start(JEMPUT, TestDatabase::sqlite()).await;
-        let mut peer = RawPeer::joined(&server.ws_url(), "peer-honest", None).await;
+        let url = officer_url(&server, "pengirim").await;
+        let mut peer = RawPeer::joined(&url, "peer-honest", None).await;
         let doc = doc_with("k", "v");
         let data = doc
             .generate_sync_message(&mut sync::State::new())
@@ -241,7 +270,8 @@ mod bad_input {
     #[tokio::test]
     async fn unsupported_protocol_version() {
         let server = TestServer::start(JEMPUT, TestDatabase::sqlite()).await;
-        let mut peer = RawPeer::connect(&server.ws_url(), "peer-future").await;
+        let url = officer_url(&server, "pengirim").await;
+        let mut peer = RawPeer::connect(&url, "peer-future").await;
         peer.send(&Message::Join(Join {
             sender_id: peer.peer_id.clone(),
             peer_metadata: None,
@@ -254,7 +284,8 @@ mod bad_input {
     #[tokio::test]
     async fn garbage_inside_a_sync_message() {
         let server = TestServer::start(JEMPUT, TestDatabase::sqlite()).await;
-        let mut peer = RawPeer::joined(&server.ws_url(), "peer-bad", None).await;
+        let url = officer_url(&server, "pengirim").await;
+        let mut peer = RawPeer::joined(&url, "peer-bad", None).await;
         let message = peer.sync_message("sync", new_document_id(), vec![0x42, 0xff, 0xff, 0xff]);
         peer.send(&message).await;
         refused(&server, &mut peer, "sync message").await;
@@ -268,7 +299,8 @@ mod bad_input {
             &["--max-frame-bytes", "4096", "--max-message-bytes", "4096"],
         )
         .await;
-        let mut peer = RawPeer::joined(&server.ws_url(), "peer-big", None).await;
+        let url = officer_url(&server, "pengirim").await;
+        let mut peer = RawPeer::joined(&url, "peer-big", None).await;
         let message = peer.sync_message("sync", new_document_id(), vec![0x42; 64 * 1024]);
         peer.send(&message).await;
         let closed = peer.expect_closed().await;
