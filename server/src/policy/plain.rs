@@ -126,7 +126,9 @@ pub fn root_str(doc: &Automerge, key: &str) -> Option<String> {
 /// Whether concurrent writes left more than one value at `key` of `obj` (Automerge keeps a
 /// deterministic winner; the losers are still there to show a supervisor).
 pub fn has_conflict(doc: &Automerge, obj: &ObjId, key: &str) -> bool {
-    doc.get_all(obj, key).map(|values| values.len() > 1).unwrap_or(false)
+    doc.get_all(obj, key)
+        .map(|values| values.len() > 1)
+        .unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -139,7 +141,9 @@ mod tests {
         let mut tx = doc.transaction();
         let applicant = tx.put_object(ROOT, "applicant", ObjType::Map).expect("map");
         tx.put(&applicant, "nik", "3471011503850012").expect("put");
-        let name = tx.put_object(&applicant, "name", ObjType::Text).expect("text");
+        let name = tx
+            .put_object(&applicant, "name", ObjType::Text)
+            .expect("text");
         tx.splice_text(&name, 0, 0, "Siti").expect("text");
         tx.commit();
         doc
@@ -162,7 +166,8 @@ mod tests {
         );
         let mut tx = copy.transaction();
         let (_, applicant_id) = tx.get(ROOT, "applicant").expect("get").expect("present");
-        tx.put(&applicant_id, "nik", "9999999999999999").expect("put");
+        tx.put(&applicant_id, "nik", "9999999999999999")
+            .expect("put");
         tx.commit();
         assert_ne!(
             read_key(&doc, &ROOT, "applicant"),
@@ -187,7 +192,10 @@ mod tests {
         assert_eq!(read_key(&after, &ROOT, "applicant"), Some(old));
         // The map object itself was kept, not replaced.
         assert_eq!(
-            before.get(ROOT, "applicant").expect("get").map(|(_, id)| id),
+            before
+                .get(ROOT, "applicant")
+                .expect("get")
+                .map(|(_, id)| id),
             after.get(ROOT, "applicant").expect("get").map(|(_, id)| id)
         );
     }

@@ -9,7 +9,10 @@ use super::rules::{Restore, Rule};
 
 /// Writes the compensating change for `restores` with the document's current actor (the
 /// server's). Returns false if there was nothing to write.
-pub fn compensate(doc: &mut Automerge, restores: &[Restore]) -> Result<bool, automerge::AutomergeError> {
+pub fn compensate(
+    doc: &mut Automerge,
+    restores: &[Restore],
+) -> Result<bool, automerge::AutomergeError> {
     if restores.is_empty() {
         return Ok(false);
     }
@@ -97,6 +100,9 @@ mod tests {
         let bytes = PolicyReport::compensated(&[Rule::SchemaChanged]).to_cbor();
         let value: ciborium::Value = ciborium::from_reader(bytes.as_slice()).expect("cbor");
         let text = format!("{value:?}");
-        assert!(text.contains("jemput/policy") && text.contains("schema_changed"), "{text}");
+        assert!(
+            text.contains("jemput/policy") && text.contains("schema_changed"),
+            "{text}"
+        );
     }
 }

@@ -45,7 +45,10 @@ impl Rule {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Restore {
     /// Make a top-level key what it was before the change (or absent).
-    Key { key: String, previous: Option<Plain> },
+    Key {
+        key: String,
+        previous: Option<Plain>,
+    },
     /// A new application may only start as draft or submitted.
     Status(ApplicationStatus),
 }
@@ -121,7 +124,10 @@ fn status_of(doc: &Automerge) -> Option<ApplicationStatus> {
 }
 
 /// Whether a new document may be stored at all for a writer whose regions `in_scope` accepts.
-pub fn admit(doc: &Automerge, in_scope: impl Fn(&RegionCode) -> bool) -> Result<DocumentKind, Refusal> {
+pub fn admit(
+    doc: &Automerge,
+    in_scope: impl Fn(&RegionCode) -> bool,
+) -> Result<DocumentKind, Refusal> {
     let kind = kind_of(doc).ok_or(Refusal::UnknownSchema)?;
     let region = region_of(doc).ok_or(Refusal::NoRegion)?;
     if !in_scope(&region) {
@@ -166,7 +172,11 @@ pub fn judge(
     let is_new = before.is_none();
     let decided = matches!(
         status_of(previous),
-        Some(ApplicationStatus::Approved | ApplicationStatus::Rejected | ApplicationStatus::Completed)
+        Some(
+            ApplicationStatus::Approved
+                | ApplicationStatus::Rejected
+                | ApplicationStatus::Completed
+        )
     );
 
     for key in &changed {
@@ -176,7 +186,9 @@ pub fn judge(
                 judgement.restore_key(previous, key, Rule::TrackingCodeChanged)
             }
             "status" | "history" | "schema" | "trackingCode" => {}
-            "region" if role == Role::Officer && !region_of(after).is_some_and(|r| in_scope(&r)) => {
+            "region"
+                if role == Role::Officer && !region_of(after).is_some_and(|r| in_scope(&r)) =>
+            {
                 judgement.restore_key(previous, key, Rule::RegionOutOfScope)
             }
             key if kind == DocumentKind::Application && APPLICANT_DATA.contains(&key) => {
@@ -221,13 +233,18 @@ fn judge_status(
     let to = status_of(after);
     if is_new {
         let allowed = role == Role::Officer
-            && matches!(to, Some(ApplicationStatus::Draft | ApplicationStatus::Submitted));
+            && matches!(
+                to,
+                Some(ApplicationStatus::Draft | ApplicationStatus::Submitted)
+            );
         if !allowed {
             judgement.broken.push(Rule::StatusTransition {
                 from: None,
                 to: to_text,
             });
-            judgement.restore.push(Restore::Status(ApplicationStatus::Draft));
+            judgement
+                .restore
+                .push(Restore::Status(ApplicationStatus::Draft));
         }
         return;
     }
@@ -237,14 +254,22 @@ fn judge_status(
         _ => false,
     };
     if !allowed {
-        judgement.restore_key(previous, "status", Rule::StatusTransition { from, to: to_text });
+        judgement.restore_key(
+            previous,
+            "status",
+            Rule::StatusTransition { from, to: to_text },
+        );
     }
 }
 
 /// Transitions a device or console may make by editing the document itself. Decisions
 /// (approve, reject, send back, complete) need a note and an audit record, so they go through
 /// `POST /v1/applications/{id}/review`, where the server writes them.
-pub fn synced_transition_allowed(from: ApplicationStatus, to: ApplicationStatus, role: Role) -> bool {
+pub fn synced_transition_allowed(
+    from: ApplicationStatus,
+    to: ApplicationStatus,
+    role: Role,
+) -> bool {
     use ApplicationStatus::*;
     match role {
         Role::Officer => ApplicationStatus::transition_allowed(from, to, role),
@@ -268,8 +293,10 @@ mod tests {
         let mut doc = Automerge::new();
         let mut tx = doc.transaction();
         tx.put(ROOT, "schema", "jemput/application@1").expect("put");
-        tx.put(ROOT, "trackingCode", "JPT-3471-7K4Q-9XM2").expect("put");
-        tx.put(ROOT, "service", "DUKCAPIL-KTP-EL-BARU").expect("put");
+        tx.put(ROOT, "trackingCode", "JPT-3471-7K4Q-9XM2")
+            .expect("put");
+        tx.put(ROOT, "service", "DUKCAPIL-KTP-EL-BARU")
+            .expect("put");
         let region = tx.put_object(ROOT, "region", ObjType::Map).expect("map");
         tx.put(&region, "district", OWN).expect("put");
         tx.put(&region, "village", "34.71.01.1001").expect("put");
@@ -280,7 +307,10 @@ mod tests {
         doc
     }
 
-    fn edit(doc: &Automerge, f: impl FnOnce(&mut automerge::transaction::Transaction<'_>)) -> Automerge {
+    fn edit(
+        doc: &Automerge,
+        f: impl FnOnce(&mut automerge::transaction::Transaction<'_>),
+    ) -> Automerge {
         let mut after = doc.fork();
         let mut tx = after.transaction();
         f(&mut tx);
@@ -304,7 +334,11 @@ mod tests {
     fn check(before: &str, to: &str, role: Role, allowed: bool) {
         let doc = application(before);
         let judgement = judge(Some(&doc), &set_status(&doc, to), role, in_own);
-        assert_eq!(judgement.is_clean(), allowed, "{before} -> {to} by {role:?}: {judgement:?}");
+        assert_eq!(
+            judgement.is_clean(),
+            allowed,
+            "{before} -> {to} by {role:?}: {judgement:?}"
+        );
     }
 
     #[test]
@@ -321,7 +355,12 @@ mod tests {
     #[test]
     fn an_officer_approving_is_restored_to_the_previous_status() {
         let doc = application("submitted");
-        let judgement = judge(Some(&doc), &set_status(&doc, "approved"), Role::Officer, in_own);
+        let judgement = judge(
+            Some(&doc),
+            &set_status(&doc, "approved"),
+            Role::Officer,
+            in_own,
+        );
         assert_eq!(
             judgement.restore,
             vec![Restore::Key {
@@ -351,14 +390,18 @@ mod tests {
     fn new_applications_start_as_draft_or_submitted() {
         assert!(judge(None, &application("submitted"), Role::Officer, in_own).is_clean());
         let judgement = judge(None, &application("approved"), Role::Officer, in_own);
-        assert_eq!(judgement.restore, vec![Restore::Status(ApplicationStatus::Draft)]);
+        assert_eq!(
+            judgement.restore,
+            vec![Restore::Status(ApplicationStatus::Draft)]
+        );
     }
 
     #[test]
     fn tracking_code_and_schema_are_fixed() {
         let doc = application("draft");
         let after = edit(&doc, |tx| {
-            tx.put(ROOT, "trackingCode", "JPT-3471-0000-0000").expect("put");
+            tx.put(ROOT, "trackingCode", "JPT-3471-0000-0000")
+                .expect("put");
         });
         assert_eq!(
             judge(Some(&doc), &after, Role::Officer, in_own).broken,
@@ -380,9 +423,18 @@ mod tests {
 
     #[test]
     fn new_documents_are_admitted_by_schema_and_region() {
-        assert_eq!(admit(&application("draft"), in_own), Ok(DocumentKind::Application));
-        assert_eq!(admit(&application("draft"), |_| false), Err(Refusal::OutOfScope));
-        assert_eq!(admit(&Automerge::new(), in_own), Err(Refusal::UnknownSchema));
+        assert_eq!(
+            admit(&application("draft"), in_own),
+            Ok(DocumentKind::Application)
+        );
+        assert_eq!(
+            admit(&application("draft"), |_| false),
+            Err(Refusal::OutOfScope)
+        );
+        assert_eq!(
+            admit(&Automerge::new(), in_own),
+            Err(Refusal::UnknownSchema)
+        );
         let text_doc = edit(&Automerge::new(), |tx| {
             tx.put(ROOT, "schema", "jemput/visit@1").expect("put");
         });
