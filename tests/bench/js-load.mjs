@@ -20,6 +20,7 @@
 //
 // Usage: node js-load.mjs --url ws://127.0.0.1:PORT/v1/ws --clients 50 --first 0 --docs 10
 //        --changes 10 [--share 2] [--client-storage memory|none] [--timeout-ms 300000]
+//        [--connect-batch 25] [--setup-concurrency 32]
 import readline from "node:readline";
 import {
   cli, intOpt, requireWsUrl, usageError, installNetworkErrorGuard, networkErrorCount,
@@ -37,6 +38,7 @@ const opts = cli("js-load", {
   "client-storage": { default: "memory" },
   "timeout-ms": { default: "300000" },
   "connect-batch": { default: "25" },
+  "setup-concurrency": { default: "32" },
 }, USAGE);
 const url = requireWsUrl(opts, USAGE);
 const K = intOpt(opts, "clients", USAGE);
@@ -46,6 +48,7 @@ const C = intOpt(opts, "changes", USAGE);
 const S = intOpt(opts, "share", USAGE);
 const timeoutMs = intOpt(opts, "timeout-ms", USAGE);
 const connectBatch = Math.max(1, intOpt(opts, "connect-batch", USAGE));
+const setupConcurrency = Math.max(1, intOpt(opts, "setup-concurrency", USAGE));
 if (K < 1 || D < 1 || C < 1 || S < 1) usageError("--clients, --docs, --changes, --share must be >= 1", USAGE);
 if (S > K) usageError(`--share ${S} needs at least that many clients in one worker (got ${K})`, USAGE);
 if (!["memory", "none"].includes(opts["client-storage"])) usageError("--client-storage must be memory or none", USAGE);
@@ -75,6 +78,7 @@ function progress() {
     clients: K,
     connected: clients.filter(c => c.connected).length,
     held_docs: held.length,
+    held_docs_expected: K * D * S,
     held_docs_done: heldDone,
     changes_seen: seenTotal,
     changes_seen_expected: K * D * S * C,
@@ -159,6 +163,7 @@ async function main() {
   }
   await Promise.all(clients.map(c => c.waitConnected(left())));
   emit({ type: "connected", ms: Date.now() - t0, ...progress() });
+  setInterval(() => emit({ type: "progress", phase, ...progress() }), 1000).unref();
 
   phase = "setup";
   const owned = clients.map(c =>
@@ -172,19 +177,20 @@ async function main() {
     ),
   );
   owned.forEach((handles, i) => handles.forEach(h => hold(clients[i], h, 0)));
-  // Each document goes to the next S-1 clients in the ring once the server has it.
-  await Promise.all(
-    owned.flatMap((handles, i) =>
-      handles.map(async h => {
-        await clients[i].waitServerHas(h, left());
-        for (let r = 1; r < S; r++) {
-          const other = clients[(i + r) % K];
-          const found = await other.findPatiently(h.url, left());
-          hold(other, found, r);
-        }
-      }),
-    ),
-  );
+  // Each document goes to the next S-1 clients in the ring once the server has it; at most
+  // --setup-concurrency documents at a time, so that setup does not bury the server.
+  const tasks = owned.flatMap((handles, i) => handles.map(h => async () => {
+    await clients[i].waitServerHas(h, left());
+    for (let r = 1; r < S; r++) {
+      const other = clients[(i + r) % K];
+      const found = await other.findPatiently(h.url, left());
+      hold(other, found, r);
+    }
+  }));
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(setupConcurrency, tasks.length) }, async () => {
+    while (next < tasks.length) await tasks[next++]();
+  }));
   emit({ type: "ready", setup_ms: Date.now() - t0, ...progress() });
 
   phase = "waiting for go";
@@ -194,8 +200,6 @@ async function main() {
     if (cmd === "go" && goAt === undefined) {
       phase = "changes";
       goAt = Date.now();
-      const ticker = setInterval(() => emit({ type: "progress", ...progress() }), 1000);
-      ticker.unref();
       if (process.env.JS_LOAD_CPU_PROFILE) void startProfile(process.env.JS_LOAD_CPU_PROFILE);
       for (const e of held) maybeWrite(e);
     } else if (cmd === "stop") {

@@ -349,7 +349,7 @@ async function runOnce(kind, size) {
       result.stage = "setup";
       result.fraction = 0;
       result.note = `setup did not finish: ${sumProgress("connected")}/${size.clients} connected, ` +
-        `${sumProgress("held_docs")}/${size.clients * size.docs * SHARE} documents held`;
+        `${sumProgress("held_docs")}/${size.clients * size.docs * SHARE} document copies held`;
       result.server_cpu_total_ms = cpuMs(pid);
       result.peak_rss_mb = statusKb(pid, "VmHWM") / 1024;
       return result;
