@@ -79,6 +79,8 @@ pub(super) struct DocumentActor<S> {
     chunks: Vec<ChunkId>,
     incremental_chunks: usize,
     peers: HashMap<ConnectionId, PeerSync>,
+    /// The tracking code last confirmed to be this document's alone (saves a lookup per write).
+    unique_tracking_code: Option<String>,
 }
 
 /// One decoded message, admitted past the scope check.
@@ -109,6 +111,7 @@ impl<S: Storage> DocumentActor<S> {
             chunks: Vec::new(),
             incremental_chunks: 0,
             peers: HashMap::new(),
+            unique_tracking_code: None,
         }
     }
 
@@ -459,6 +462,9 @@ impl<S: Storage> DocumentActor<S> {
         let Some(code) = index::tracking_code(&self.doc) else {
             return Ok(());
         };
+        if self.unique_tracking_code.as_deref() == Some(code.as_str()) {
+            return Ok(());
+        }
         let Some(holder) = self
             .hub
             .storage()
@@ -468,6 +474,7 @@ impl<S: Storage> DocumentActor<S> {
             return Ok(());
         };
         if holder == self.id {
+            self.unique_tracking_code = Some(code.as_str().to_owned());
             return Ok(());
         }
         let mut replacement = code.clone();
