@@ -1,8 +1,11 @@
 //! samod 0.16 clients syncing through a server over the automerge-repo WebSocket protocol.
 //!
-//! Each scenario is a function of the server's [`Endpoint`], so one scenario runs against every
-//! server: samod itself served in-process (the reference, which checks the scenarios), Jemput on
-//! SQLite, and Jemput on PostgreSQL (`JEMPUT_TEST_DATABASE_URL`). Every wait has a deadline.
+//! Each scenario is a function of the server's [`Endpoints`], one per client, so one scenario
+//! runs against every server: samod itself served in-process (the reference, which checks the
+//! scenarios), Jemput on SQLite, and Jemput on PostgreSQL (`JEMPUT_TEST_DATABASE_URL`). On Jemput
+//! each client is its own officer's enrolled device, whose token is in its URL; the reference
+//! ignores the token. Every document a scenario creates is a field visit in the officers' home
+//! region, so Jemput admits it. Every wait has a deadline.
 
 use std::{
     convert::Infallible,
@@ -11,7 +14,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use automerge::{ChangeHash, ReadDoc, ScalarValue, Value, transaction::Transactable};
+use automerge::{ChangeHash, ObjType, ReadDoc, ScalarValue, Value, transaction::Transactable};
+use jemput_tests::provision::{HOME_DISTRICT, HOME_VILLAGE};
 use samod::{BackoffConfig, DialerHandle, DocHandle, DocumentId, Repo, Url};
 use tempfile::TempDir;
 
@@ -21,7 +25,7 @@ pub mod samod_dialer;
 pub mod samod_server;
 
 /// One test per scenario, run against each server that `$servers(test_name).await` starts (an
-/// iterable of values with an `endpoint` field that stop their server when dropped).
+/// iterable of values with an `endpoints` field that stop their server when dropped).
 macro_rules! scenario_tests {
     ($servers:path) => {
         scenario_tests!(@one $servers, two_clients_share_documents);
@@ -33,7 +37,7 @@ macro_rules! scenario_tests {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $scenario() {
             for server in $servers(stringify!($scenario)).await {
-                crate::samod_interop::$scenario(&server.endpoint).await;
+                crate::samod_interop::$scenario(&server.endpoints).await;
             }
         }
     };
@@ -47,6 +51,9 @@ mod vs_reference;
 mod wss;
 
 use samod_dialer::WsDialer;
+
+/// The schema of a field-visit document, one of the two Jemput stores.
+pub const VISIT_SCHEMA: &str = "jemput/visit@1";
 
 /// How long any one wait may take before the scenario fails.
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -78,6 +85,16 @@ impl Endpoint {
         }
     }
 
+    /// The same server, with `token` as the `token` query parameter.
+    pub fn with_token(&self, token: &str) -> Self {
+        let mut url = self.url.clone();
+        url.query_pairs_mut().append_pair("token", token);
+        Self {
+            url,
+            ..self.clone()
+        }
+    }
+
     fn dialer(&self) -> WsDialer {
         match &self.root_pem {
             None => WsDialer::new(self.url.clone()),
@@ -87,14 +104,31 @@ impl Endpoint {
     }
 }
 
+/// Where each client of a scenario connects: on Jemput, each with its own officer's token.
+#[derive(Clone, Debug)]
+pub struct Endpoints {
+    pub a: Endpoint,
+    pub b: Endpoint,
+}
+
+impl Endpoints {
+    /// A server that takes anyone: each client still sends a token of its own, which it ignores.
+    pub fn unauthenticated(server: &Endpoint) -> Self {
+        Self {
+            a: server.with_token("client-a"),
+            b: server.with_token("client-b"),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Scenarios
 
 /// A creates documents and edits them; B, which has none of them, finds each through the server
 /// and edits it; both end with the same heads and both edits.
-pub async fn two_clients_share_documents(server: &Endpoint) {
-    let a = Client::online(server).await;
-    let b = Client::online(server).await;
+pub async fn two_clients_share_documents(server: &Endpoints) {
+    let a = Client::online(&server.a).await;
+    let b = Client::online(&server.b).await;
 
     let mut docs = Vec::new();
     for i in 0..3 {
@@ -129,15 +163,15 @@ pub async fn two_clients_share_documents(server: &Endpoint) {
 }
 
 /// A creates and edits a document before it ever connects; once A is online, B finds it.
-pub async fn document_created_offline_reaches_others(server: &Endpoint) {
+pub async fn document_created_offline_reaches_others(server: &Endpoints) {
     let mut a = Client::offline().await;
     let doc_a = a.create(&[("status", "draft")]).await;
     put(&doc_a, "note", "captured offline");
 
-    a.connect(server).await;
+    a.connect(&server.a).await;
     a.until_server_has(&doc_a).await;
 
-    let b = Client::online(server).await;
+    let b = Client::online(&server.b).await;
     let doc_b = b.find(doc_a.document_id()).await;
     put(&doc_b, "reviewed", "yes");
     converged(
@@ -156,15 +190,15 @@ pub async fn document_created_offline_reaches_others(server: &Endpoint) {
 
 /// A and B share a document; B drops its connection (its repo keeps running); both edit, on
 /// different keys and on the same key; B reconnects; both converge to identical heads.
-pub async fn concurrent_edits_merge_after_reconnect(server: &Endpoint) {
-    let a = Client::online(server).await;
-    let mut b = Client::online(server).await;
+pub async fn concurrent_edits_merge_after_reconnect(server: &Endpoints) {
+    let a = Client::online(&server.a).await;
+    let mut b = Client::online(&server.b).await;
     let (doc_a, doc_b) = shared_document(&a, &b).await;
 
     b.disconnect();
     edit_apart(&doc_a, &doc_b);
     a.until_server_has(&doc_a).await;
-    b.connect(server).await;
+    b.connect(&server.b).await;
 
     converged_after_edits_apart(&doc_a, &doc_b).await;
     a.stop().await;
@@ -174,9 +208,9 @@ pub async fn concurrent_edits_merge_after_reconnect(server: &Endpoint) {
 /// As [`concurrent_edits_merge_after_reconnect`], but B's process goes away: its repo stops,
 /// and a new repo loads the document back from B's storage directory, edits it offline and
 /// then connects.
-pub async fn concurrent_edits_merge_after_restart(server: &Endpoint) {
-    let a = Client::online(server).await;
-    let b = Client::online(server).await;
+pub async fn concurrent_edits_merge_after_restart(server: &Endpoints) {
+    let a = Client::online(&server.a).await;
+    let b = Client::online(&server.b).await;
     let (doc_a, doc_b) = shared_document(&a, &b).await;
     let id = doc_b.document_id().clone();
     drop(doc_b);
@@ -185,7 +219,7 @@ pub async fn concurrent_edits_merge_after_restart(server: &Endpoint) {
     let doc_b = b.find(&id).await;
     edit_apart(&doc_a, &doc_b);
     a.until_server_has(&doc_a).await;
-    b.connect(server).await;
+    b.connect(&server.b).await;
 
     converged_after_edits_apart(&doc_a, &doc_b).await;
     a.stop().await;
@@ -288,10 +322,29 @@ impl Client {
         self.repo.stop().await;
     }
 
-    /// A new document holding `fields` as scalar strings at the root.
+    /// A new field-visit document in the home region holding `fields` as scalar strings at the
+    /// root.
     pub async fn create(&self, fields: &[(&str, &str)]) -> DocHandle {
+        self.create_in(HOME_DISTRICT, HOME_VILLAGE, fields).await
+    }
+
+    /// A new field-visit document in `district` and `village` holding `fields` as scalar strings
+    /// at the root. Schema, region and fields are one change, the document's first: Jemput
+    /// decides from it whether the document may exist.
+    pub async fn create_in(
+        &self,
+        district: &str,
+        village: &str,
+        fields: &[(&str, &str)],
+    ) -> DocHandle {
+        // A fresh random actor, used by this repo alone (samod gives every document it loads or
+        // fetches a fresh one too): Jemput binds an actor to the first device that sends it.
         let mut doc = automerge::Automerge::new();
         doc.transact::<_, _, automerge::AutomergeError>(|tx| {
+            tx.put(automerge::ROOT, "schema", VISIT_SCHEMA)?;
+            let region = tx.put_object(automerge::ROOT, "region", ObjType::Map)?;
+            tx.put(&region, "district", district)?;
+            tx.put(&region, "village", village)?;
             for (key, value) in fields {
                 tx.put(automerge::ROOT, *key, *value)?;
             }
@@ -305,10 +358,16 @@ impl Client {
 
     /// The document, from storage or from the server; fails if it is unavailable.
     pub async fn find(&self, id: &DocumentId) -> DocHandle {
+        self.try_find(id)
+            .await
+            .unwrap_or_else(|| panic!("{id} unavailable"))
+    }
+
+    /// The document, or `None` once storage and every connected server say it is unavailable.
+    pub async fn try_find(&self, id: &DocumentId) -> Option<DocHandle> {
         within(&format!("finding {id}"), self.repo.find(id.clone()))
             .await
             .expect("repo running")
-            .unwrap_or_else(|| panic!("{id} unavailable"))
     }
 
     /// Waits until the server has acknowledged every change this client has of `doc`.

@@ -5,11 +5,12 @@ use samod::Repo;
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
 
-use super::{Endpoint, samod_server};
+use super::{Endpoint, Endpoints, samod_server};
 
 /// A samod sync server on a random loopback port; aborted when dropped.
 pub struct SamodServer {
-    pub endpoint: Endpoint,
+    /// Clients A and B, each sending a token of its own, which samod ignores.
+    pub endpoints: Endpoints,
     task: JoinHandle<()>,
     _repo: Repo,
     _data: TempDir,
@@ -33,8 +34,9 @@ pub async fn spawn_samod_server() -> SamodServer {
     let task = tokio::spawn(async move {
         axum::serve(listener, app).await.expect("samod server");
     });
+    let endpoint = Endpoint::new(&format!("ws://127.0.0.1:{port}/v1/ws"));
     SamodServer {
-        endpoint: Endpoint::new(&format!("ws://127.0.0.1:{port}/v1/ws")),
+        endpoints: Endpoints::unauthenticated(&endpoint),
         task,
         _repo: repo,
         _data: data,

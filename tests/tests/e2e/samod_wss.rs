@@ -9,13 +9,15 @@ use tempfile::TempDir;
 use tokio::task::JoinHandle;
 
 use super::{
-    Endpoint, samod_dialer::WsDialer, samod_dialer::install_ring_provider,
+    Endpoint, Endpoints, samod_dialer::WsDialer, samod_dialer::install_ring_provider,
     samod_dialer::transport_from_ws, samod_server,
 };
 
 /// A samod sync server speaking `wss://` on a random loopback port; aborted when dropped.
 pub struct WssSamodServer {
     pub endpoint: Endpoint,
+    /// Clients A and B, each sending a token of its own, which samod ignores.
+    pub endpoints: Endpoints,
     task: JoinHandle<()>,
     _repo: Repo,
     _data: TempDir,
@@ -76,11 +78,13 @@ pub async fn spawn_wss_samod_server() -> WssSamodServer {
             });
         }
     });
+    let endpoint = Endpoint::with_root_pem(
+        &format!("wss://127.0.0.1:{port}/"),
+        certified.cert.pem().into_bytes(),
+    );
     WssSamodServer {
-        endpoint: Endpoint::with_root_pem(
-            &format!("wss://127.0.0.1:{port}/"),
-            certified.cert.pem().into_bytes(),
-        ),
+        endpoints: Endpoints::unauthenticated(&endpoint),
+        endpoint,
         task,
         _repo: repo,
         _data: data,
