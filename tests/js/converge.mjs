@@ -13,7 +13,7 @@
 //        [--timeout-ms 60000] [--find-early] [--state-dir DIR]
 // Prints one JSON line; exits 0 when converged, 1 on failure or deadline, 2 on bad usage.
 import {
-  cli, intOpt, requireWsUrl, deadline, run, succeed, fail, waitFor, sleep,
+  cli, intOpt, requireWsUrl, deadline, run, succeed, usageError, waitFor, sleep,
   Client, ImmutableString, headsEqual, plain, dirOrTemp, removeDir,
 } from "./lib.mjs";
 import path from "node:path";
@@ -31,7 +31,7 @@ const url = requireWsUrl(opts, USAGE);
 const docs = intOpt(opts, "docs", USAGE);
 const changes = intOpt(opts, "changes", USAGE);
 const timeoutMs = intOpt(opts, "timeout-ms", USAGE);
-if (docs < 1 || changes < 1) fail("--docs and --changes must be at least 1");
+if (docs < 1 || changes < 1) usageError("--docs and --changes must be at least 1", USAGE);
 
 let stage = "starting";
 deadline(timeoutMs, () => `stage: ${stage}`);

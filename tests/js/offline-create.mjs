@@ -25,7 +25,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import {
-  cli, intOpt, deadline, run, succeed, fail, usageError, sleep,
+  cli, intOpt, deadline, run, succeed, usageError, sleep,
   Client, ImmutableString, headsEqual, plain,
 } from "./lib.mjs";
 
