@@ -366,12 +366,15 @@ impl<S: Storage> DocumentActor<S> {
             tracing::info!(document = %self.id, peer = %peer.peer_id(), reason = refusal.code(),
                 "refused a new document");
             metrics::counter!(crate::metrics::POLICY_REFUSALS).increment(1);
-            self.audit(
-                AuditAction::Refusal,
-                AuditActor::of(peer.identity()),
-                Some(format!("new_document {}", refusal.code())),
-            )
-            .await;
+            let key = format!("{}:{:?}:{}", self.id, peer.identity().credential, refusal.code());
+            if self.hub.first_refusal(key) {
+                self.audit(
+                    AuditAction::Refusal,
+                    AuditActor::of(peer.identity()),
+                    Some(format!("new_document {}", refusal.code())),
+                )
+                .await;
+            }
             self.deny(&peer);
         }
         for (connection, rules) in &verdicts.compensated {

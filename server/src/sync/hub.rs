@@ -102,6 +102,7 @@ struct HubState {
     followed: HashMap<ConnectionId, HashSet<DocumentId>>,
     peers: HashMap<PeerId, PeerHandle>,
     ephemeral_seen: RecentSet,
+    refusals_recorded: RecentSet,
     shutting_down: bool,
 }
 
@@ -214,6 +215,12 @@ impl<S: Storage> Hub<S> {
         self.actor_owners
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether this refusal is new (not recorded recently): a device that keeps re-sending a
+    /// refused document must not fill the audit log with copies.
+    pub(super) fn first_refusal(&self, key: String) -> bool {
+        self.lock().refusals_recorded.insert(key)
     }
 
     /// Stops `connection` following `document` (it was denied access).
