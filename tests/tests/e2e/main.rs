@@ -3,6 +3,7 @@
 /// The real server binary, built from the same entry point as `jemput`.
 pub const JEMPUT: &str = env!("CARGO_BIN_EXE_jemput-under-test");
 
+mod accounts;
 mod durability;
 mod js_interop;
 mod ops;
