@@ -7,14 +7,20 @@
 //! - [`ids`]: document, peer and storage ids, parsed once at the edge.
 //! - [`message`]: the messages and their CBOR codec ([`decode`], [`encode`]).
 //! - [`connection`]: the server side of one connection ([`Connection`]).
+//! - [`batch`]: batch sync for field devices (`POST /v1/sync`): messages and codec.
 
 #![warn(missing_docs)]
 
+pub mod batch;
 mod cbor;
 pub mod connection;
 pub mod ids;
 pub mod message;
 
+pub use batch::{
+    BatchDecodeError, BatchRequest, BatchResponse, Cursor, IdempotencyKey, decode_request,
+    decode_response, encode_request, encode_response,
+};
 pub use connection::{Connection, ConnectionConfig, Inbound, RemotePeer, Violation};
 pub use ids::{DocumentId, IdError, PeerId, StorageId};
 pub use message::{
