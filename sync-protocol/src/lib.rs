@@ -7,7 +7,8 @@
 //! - [`ids`]: document, peer and storage ids, parsed once at the edge.
 //! - [`message`]: the messages and their CBOR codec ([`decode`], [`encode`]).
 //! - [`connection`]: the server side of one connection ([`Connection`]).
-//! - [`batch`]: batch sync for field devices (`POST /v1/sync`): messages and codec.
+//! - [`batch`]: batch sync for field devices (`POST /v1/sync`): messages, codec, the device
+//!   side ([`DeviceState`]) and the server side ([`ServerExchange`]).
 
 #![warn(missing_docs)]
 
@@ -18,8 +19,9 @@ pub mod ids;
 pub mod message;
 
 pub use batch::{
-    BatchDecodeError, BatchRequest, BatchResponse, Cursor, IdempotencyKey, decode_request,
-    decode_response, encode_request, encode_response,
+    BatchDecodeError, BatchRequest, BatchResponse, Cursor, DeviceEffects, DeviceState,
+    IdempotencyKey, ServerExchange, decode_request, decode_response, encode_request,
+    encode_response,
 };
 pub use connection::{Connection, ConnectionConfig, Inbound, RemotePeer, Violation};
 pub use ids::{DocumentId, IdError, PeerId, StorageId};

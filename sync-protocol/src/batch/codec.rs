@@ -10,11 +10,11 @@
 //! - The decoders are lenient where a future version or another CBOR writer may differ:
 //!   non-minimal length heads, whole numbers written as floats, `null`/`undefined` meaning
 //!   "absent", unknown keys (integer or text) skipped, document ids also accepted as
-//!   bs58check text. They are strict where it matters: `version` must be
-//!   [`BATCH_VERSION`](super::BATCH_VERSION), keys and hashes have exact lengths, list sizes
-//!   are bounded ([`MAX_ENTRIES`](super::MAX_ENTRIES), [`MAX_HEADS`](super::MAX_HEADS)), one
-//!   map and nothing after it. They borrow from the input while parsing and allocate only
-//!   for the result, so allocation is bounded by the input length; they never panic.
+//!   bs58check text. They are strict where it matters: `version` must be [`BATCH_VERSION`],
+//!   keys and hashes have exact lengths, list sizes are bounded ([`MAX_ENTRIES`],
+//!   [`MAX_HEADS`]), one map and nothing after it. They borrow from the input while parsing
+//!   and allocate only for the result, so allocation is bounded by the input length; they
+//!   never panic.
 
 use automerge::ChangeHash;
 

@@ -15,24 +15,45 @@
 //!   server to fill it.
 //! - [`knowledge`]: what the server records per (device, document) so the device never lists
 //!   its documents' heads, and the bundle helpers built on it.
+//! - [`device`]: [`DeviceState`], the device side (plan a request, apply a response).
+//! - [`server`]: [`ServerExchange`], the server side of one exchange.
+//! - [`memory`]: [`MemoryServer`], an in-memory server driving [`ServerExchange`]: the
+//!   reference for the server crate's driver and the peer of tests.
 
 pub mod codec;
 pub mod cursor;
+pub mod device;
 pub mod knowledge;
+pub mod memory;
 pub mod message;
+mod repair;
+pub mod server;
 
 pub use codec::{
     BatchDecodeError, decode_request, decode_response, encode_request, encode_response,
 };
 pub use cursor::{Cursor, CursorError, ServerCursor};
+pub use device::{
+    ApplyError, DeviceDoc, DeviceEffects, DeviceLimits, DeviceRepair, DeviceState, PlanError,
+};
 pub use knowledge::{DocKnowledge, KnowledgeChange, KnowledgeUpdate, Settlement};
+pub use memory::MemoryServer;
 pub use message::{
     Ack, BatchRequest, BatchResponse, CompensationReason, DocUpdate, IdempotencyKey, PushEntry,
     RefusalReason, RepairReply, RepairRequest,
 };
+pub use server::{
+    Begin, DeviceRecord, ExchangeError, FeedItem, Finished, LastExchange, Offer, PushOutcome,
+    ServerConfig, ServerExchange, StagedPush,
+};
 
 /// The protocol version this module speaks, sent as key `0` of every message.
 pub const BATCH_VERSION: u64 = 1;
+
+/// Repair rounds (sync messages per document) before both sides fall back to exchanging the
+/// whole document. Bloom filters can be defeated by a peer that mines change hashes, so the
+/// number of rounds is capped rather than left to converge.
+pub const MAX_REPAIR_ROUNDS: u32 = 4;
 
 /// Entries (pushes, acknowledgements, updates, removals or repairs) one message may carry.
 pub const MAX_ENTRIES: usize = 10_000;
@@ -40,8 +61,3 @@ pub const MAX_ENTRIES: usize = 10_000;
 /// Heads one document entry may list. Automerge documents edited by a handful of devices have
 /// one to a few heads; the bound only stops a hostile message from claiming millions.
 pub const MAX_HEADS: usize = 1_024;
-
-/// Repair rounds (sync messages per document) before both sides fall back to exchanging the
-/// whole document. Bloom filters can be defeated by a peer that mines change hashes, so the
-/// number of rounds is capped rather than left to converge.
-pub const MAX_REPAIR_ROUNDS: u32 = 4;
