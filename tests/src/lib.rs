@@ -2,6 +2,7 @@
 //! a fresh database, speak the raw protocol to it, and run the JS peers.
 
 pub mod database;
+pub mod link;
 pub mod node;
 pub mod provision;
 pub mod raw_peer;
