@@ -183,15 +183,14 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             let config = args.config();
             let listener = std::net::TcpListener::bind(config.listen)?;
             let address = listener.local_addr()?;
-            let scheme = if config.tls.is_some() {
-                "https"
-            } else {
-                "http"
+            let scheme = if config.tls.is_some() { "https" } else { "http" };
+            tracing::info!(%address, database = ?config.database, "jemput starting");
+            let announce = move || {
+                // Machine-readable, once the database is ready: scripts and tests wait for it.
+                println!("jemput listening on {scheme}://{address}");
+                tracing::info!(%address, "jemput serving");
             };
-            // Machine-readable: tests and scripts wait for this line.
-            println!("jemput listening on {scheme}://{address}");
-            tracing::info!(%address, database = ?config.database, "jemput serving");
-            startup::serve(config, listener, shutdown_signal()).await?;
+            startup::serve(config, listener, announce, shutdown_signal()).await?;
         }
         Command::Migrate(args) => {
             startup::migrate(&args.database()).await?;

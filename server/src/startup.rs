@@ -33,22 +33,26 @@ pub enum ServeError {
 /// Opens the configured database (applying migrations) and serves on `listener` until
 /// `shutdown` completes, then stops gracefully: no new connections, WebSocket peers closed,
 /// every in-flight write finished, sync states persisted, storage closed.
+///
+/// `ready` is called once storage is open and migrated and the server accepts requests, so
+/// a script or test that waits for it can use the database and the API at once.
 pub async fn serve(
     config: ServeConfig,
     listener: std::net::TcpListener,
+    ready: impl FnOnce() + Send,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     match &config.database {
         DatabaseConfig::Sqlite { path } => {
             let storage = SqliteStorage::open(SqliteStorageConfig::new(path.clone())).await?;
-            serve_with(storage, config, listener, shutdown).await
+            serve_with(storage, config, listener, ready, shutdown).await
         }
         DatabaseConfig::Postgres {
             url,
             max_connections,
         } => {
             let storage = PostgresStorage::open(url.expose(), *max_connections).await?;
-            serve_with(storage, config, listener, shutdown).await
+            serve_with(storage, config, listener, ready, shutdown).await
         }
     }
 }
@@ -67,10 +71,11 @@ async fn serve_with<S: Storage>(
     storage: S,
     config: ServeConfig,
     listener: std::net::TcpListener,
+    ready: impl FnOnce() + Send,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let storage = Arc::new(storage);
-    let result = serve_storage(Arc::clone(&storage), config, listener, shutdown).await;
+    let result = serve_storage(Arc::clone(&storage), config, listener, ready, shutdown).await;
     storage.close().await;
     result
 }
@@ -79,6 +84,7 @@ async fn serve_storage<S: Storage>(
     storage: Arc<S>,
     config: ServeConfig,
     listener: std::net::TcpListener,
+    ready: impl FnOnce() + Send,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let storage_id = storage
@@ -125,6 +131,7 @@ async fn serve_storage<S: Storage>(
         }
     };
     state.ready.store(true, Ordering::Relaxed);
+    ready();
 
     let stopped_early = tokio::select! {
         () = shutdown => None,

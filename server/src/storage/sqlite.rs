@@ -218,7 +218,9 @@ async fn commit_group(
     connection: &mut SqliteConnection,
     group: &mut [WriteJob],
 ) -> Result<Vec<Result<WriteOutcome, StorageError>>, sqlx::Error> {
-    let mut tx = connection.begin().await?;
+    // IMMEDIATE: take the write lock up front, so a second process writing the same file
+    // (`jemput admin`) waits on the busy timeout instead of failing this group mid-way.
+    let mut tx = connection.begin_with("BEGIN IMMEDIATE").await?;
     let mut outcomes = Vec::with_capacity(group.len());
     for job in group.iter_mut() {
         let mut savepoint = tx.begin().await?;
