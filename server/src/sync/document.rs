@@ -279,27 +279,28 @@ impl<S: Storage> DocumentActor<S> {
         };
         self.doc = doc;
         let mut accepted = Vec::with_capacity(incoming.len());
-        for (message, actors) in incoming.into_iter().zip(actors) {
+        'messages: for (message, actors) in incoming.into_iter().zip(actors) {
             let owner = message.from.actor_owner();
-            let mut forged = None;
             for actor in &actors {
                 match self.hub.actor_owner(actor, &owner).await {
                     Ok(bound) if bound == owner => {}
                     Ok(_) => {
-                        forged = Some(actor.clone());
-                        break;
+                        self.refuse_forgery(&message.from, actor).await;
+                        continue 'messages;
                     }
                     Err(error) => {
+                        // Unknown ownership is not acceptance: the sender retries later.
                         tracing::error!(%error, document = %self.id, "actor lookup failed");
-                        forged = Some(actor.clone());
-                        break;
+                        self.peers.remove(&message.from.connection());
+                        message.from.fail(
+                            self.hub
+                                .error_to(&message.from, "storage unavailable, retry later"),
+                        );
+                        continue 'messages;
                     }
                 }
             }
-            match forged {
-                None => accepted.push(message),
-                Some(actor) => self.refuse_forgery(&message.from, &actor).await,
-            }
+            accepted.push(message);
         }
         accepted
     }
