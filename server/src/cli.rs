@@ -183,7 +183,11 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             let config = args.config();
             let listener = std::net::TcpListener::bind(config.listen)?;
             let address = listener.local_addr()?;
-            let scheme = if config.tls.is_some() { "https" } else { "http" };
+            let scheme = if config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
             tracing::info!(%address, database = ?config.database, "jemput starting");
             let announce = move || {
                 // Machine-readable, once the database is ready: scripts and tests wait for it.
