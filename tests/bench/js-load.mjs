@@ -23,7 +23,7 @@
 //        [--connect-batch 25] [--setup-concurrency 32]
 import readline from "node:readline";
 import {
-  cli, intOpt, requireWsUrl, usageError, installNetworkErrorGuard, networkErrorCount,
+  cli, intOpt, requireWsUrl, usageError, installNetworkErrorGuard, networkErrorCount, recentNetworkErrors,
   Client, ImmutableString,
 } from "../js/lib.mjs";
 
@@ -203,7 +203,16 @@ async function main() {
       if (process.env.JS_LOAD_CPU_PROFILE) void startProfile(process.env.JS_LOAD_CPU_PROFILE);
       for (const e of held) maybeWrite(e);
     } else if (cmd === "stop") {
-      emit({ type: "stopped", ...progress() });
+      // For a run that did not finish: which documents are stuck, where, and whose turn it is.
+      const stuck = held.filter(e => e.seen < C).slice(0, 10).map(e => ({
+        doc: e.handle.documentId,
+        client: e.client.index,
+        rank: e.rank,
+        seen: e.seen,
+        my_turn: e.seen % S === e.rank,
+        connected: e.client.connected,
+      }));
+      emit({ type: "stopped", ...progress(), stuck_sample: stuck, last_network_errors: recentNetworkErrors(3) });
       process.exit(0);
     }
   });

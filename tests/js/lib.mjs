@@ -41,6 +41,7 @@ export {
 
 let scriptName = "script";
 const networkErrors = [];
+let networkErrorTotal = 0;
 
 /**
  * Parses `process.argv` with node:util's parseArgs. `options` uses parseArgs' format; every
@@ -151,6 +152,7 @@ export function installNetworkErrorGuard() {
   guardInstalled = true;
   const handler = err => {
     if (isTransientNetworkError(err)) {
+      networkErrorTotal += 1;
       networkErrors.push(`${err.code ?? ""} ${String(err.message ?? err)}`.trim());
       if (networkErrors.length > 1000) networkErrors.splice(0, 500);
       return;
@@ -162,7 +164,11 @@ export function installNetworkErrorGuard() {
 }
 
 export function networkErrorCount() {
-  return networkErrors.length;
+  return networkErrorTotal;
+}
+
+export function recentNetworkErrors(n) {
+  return networkErrors.slice(-n);
 }
 
 export const sleep = ms => new Promise(resolve => setTimeout(resolve, ms));
