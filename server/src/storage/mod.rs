@@ -11,15 +11,18 @@
 pub mod accounts;
 mod accounts_sql;
 pub mod audit;
+pub mod feed;
 pub mod index;
 mod postgres;
 mod postgres_accounts;
 mod postgres_audit;
+mod postgres_feed;
 mod postgres_index;
 mod queries;
 mod sqlite;
 mod sqlite_accounts;
 mod sqlite_audit;
+mod sqlite_feed;
 mod sqlite_index;
 
 use std::future::Future;
@@ -33,6 +36,7 @@ pub use accounts::{
     UnixMillis, UserAccount, UserId, Username,
 };
 pub use audit::{AuditEntry, AuditFilter, AuditStore};
+pub use feed::{BatchDevice, ExchangeOutcome, FeedEntry, FeedPage, FeedScope, FeedStore};
 pub use index::{IndexFilter, IndexRow, IndexStore};
 pub use postgres::PostgresStorage;
 pub use sqlite::{SqliteStorage, SqliteStorageConfig};
@@ -87,7 +91,9 @@ pub enum StorageError {
 
 /// What the sync server needs from a database. Implemented for SQLite and PostgreSQL; the
 /// contract is exercised against both by one shared test suite.
-pub trait Storage: AccountStore + AuditStore + index::IndexStore + Send + Sync + 'static {
+pub trait Storage:
+    AccountStore + AuditStore + FeedStore + index::IndexStore + Send + Sync + 'static
+{
     /// Every chunk of a document in write order; empty when the document is unknown.
     fn load_chunks(
         &self,

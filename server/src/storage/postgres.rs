@@ -54,6 +54,10 @@ impl PostgresStorage {
             .bind(now)
             .execute(&mut **tx)
             .await?;
+        if kind == ChunkKind::Incremental {
+            // New changes enter the batch sync feed; a compaction changes no content.
+            super::postgres_feed::advance_feed(tx, document).await?;
+        }
         let id: i64 = sqlx::query_scalar(queries::INSERT_CHUNK)
             .bind(document)
             .bind(kind.to_db())

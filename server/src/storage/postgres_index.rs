@@ -27,6 +27,11 @@ impl IndexStore for PostgresStorage {
                 now_millis(),
             )
             .await?;
+            sqlx::query(super::feed::RECORD_SCOPE_EXIT)
+                .bind(row.document_id.to_string())
+                .bind(&row.region)
+                .execute(&mut *tx)
+                .await?;
             sqlx::query(UPSERT_INDEX)
                 .bind(row.document_id.to_string())
                 .bind(&row.kind)

@@ -313,6 +313,10 @@ pub(super) async fn insert_chunk(
         .bind(now)
         .execute(&mut *connection)
         .await?;
+    if kind == ChunkKind::Incremental {
+        // New changes enter the batch sync feed; a compaction changes no content.
+        super::sqlite_feed::advance_feed(connection, &document).await?;
+    }
     let id: i64 = sqlx::query_scalar(queries::INSERT_CHUNK)
         .bind(&document)
         .bind(i64::from(kind.to_db()))

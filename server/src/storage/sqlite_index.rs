@@ -29,6 +29,11 @@ impl IndexStore for SqliteStorage {
                         now,
                     )
                     .await?;
+                    sqlx::query(super::feed::RECORD_SCOPE_EXIT)
+                        .bind(row.document_id.to_string())
+                        .bind(&row.region)
+                        .execute(&mut *connection)
+                        .await?;
                     sqlx::query(UPSERT_INDEX)
                         .bind(row.document_id.to_string())
                         .bind(&row.kind)
