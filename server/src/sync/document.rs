@@ -20,9 +20,11 @@ use std::time::Instant;
 use automerge::sync::{self, SyncDoc};
 use automerge::{ActorId, Automerge, Change, ReadDoc};
 use jemput_domain::{DocumentKind, RegionCode};
+use jemput_sync_protocol::batch::RefusalReason;
 use jemput_sync_protocol::{DocMessage, DocumentId, Ephemeral, Message};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
+use super::batch_push::{BatchPush, BatchPushOutcome, refusal_reason};
 use super::hub::{Hub, ReceiveKind};
 use super::index::{self, DocumentFacts};
 use super::peer::{ConnectionId, PeerHandle};
@@ -30,7 +32,7 @@ use super::review::{self, ReviewError, ReviewOutcome, ReviewRequest};
 use crate::audit::{AuditAction, AuditActor, NewAuditEntry};
 use crate::policy::report::{PolicyReport, compensate};
 use crate::policy::{Refusal, Rule, admit, judge};
-use crate::storage::{ChunkId, ChunkKind, Identity, Storage, StorageError};
+use crate::storage::{ActorOwner, ChunkId, ChunkKind, Identity, Storage, StorageError};
 
 /// Commands the hub sends to a document actor.
 pub(super) enum DocCommand {
@@ -48,6 +50,11 @@ pub(super) enum DocCommand {
     Review {
         request: ReviewRequest,
         reply: oneshot::Sender<Result<ReviewOutcome, ReviewError>>,
+    },
+    /// A device's bundle of changes from `POST /v1/sync`.
+    BatchPush {
+        push: Box<BatchPush>,
+        reply: oneshot::Sender<BatchPushOutcome>,
     },
     /// Leave memory as soon as the inbox is empty.
     Evict,
@@ -87,6 +94,26 @@ pub(super) struct DocumentActor<S> {
 struct Incoming {
     from: PeerHandle,
     message: sync::Message,
+}
+
+/// Whether every actor of some new changes belongs to their sender.
+enum Binding {
+    Own,
+    /// This actor is bound to someone else.
+    Foreign(ActorId),
+    /// Ownership could not be looked up: not acceptance, the sender retries later.
+    Unknown(StorageError),
+}
+
+/// What policy made of one sender's new changes, merged into the document.
+enum Judged {
+    Clean,
+    /// A compensating change restored what these rules protect.
+    Compensated(Vec<Rule>),
+    /// A new document policy does not admit: drop the changes.
+    Refused(Refusal),
+    /// Writing the compensating change failed: drop the changes.
+    Failed(String),
 }
 
 /// What happened to one sender's run of messages.
@@ -159,6 +186,7 @@ impl<S: Storage> DocumentActor<S> {
         let mut evict = false;
         let mut received = Vec::new();
         let mut reviews = Vec::new();
+        let mut pushes = Vec::new();
         for command in batch.drain(..) {
             match command {
                 DocCommand::Receive {
@@ -169,11 +197,17 @@ impl<S: Storage> DocumentActor<S> {
                 } => received.push((from, kind, data, _permit)),
                 DocCommand::Unfollow { connection } => self.unfollow(connection).await,
                 DocCommand::Review { request, reply } => reviews.push((request, reply)),
+                DocCommand::BatchPush { push, reply } => pushes.push((push, reply)),
                 DocCommand::Evict => evict = true,
             }
         }
         if !received.is_empty() {
             self.receive(received).await;
+        }
+        for (push, reply) in pushes {
+            let outcome = self.batch_push(*push).await;
+            // The exchange may have been abandoned; what is stored stays stored.
+            let _ = reply.send(outcome);
         }
         for (request, reply) in reviews {
             let outcome = self.review(request).await;
@@ -279,30 +313,34 @@ impl<S: Storage> DocumentActor<S> {
         };
         self.doc = doc;
         let mut accepted = Vec::with_capacity(incoming.len());
-        'messages: for (message, actors) in incoming.into_iter().zip(actors) {
+        for (message, actors) in incoming.into_iter().zip(actors) {
             let owner = message.from.actor_owner();
-            for actor in &actors {
-                match self.hub.actor_owner(actor, &owner).await {
-                    Ok(bound) if bound == owner => {}
-                    Ok(_) => {
-                        self.refuse_forgery(&message.from, actor).await;
-                        continue 'messages;
-                    }
-                    Err(error) => {
-                        // Unknown ownership is not acceptance: the sender retries later.
-                        tracing::error!(%error, document = %self.id, "actor lookup failed");
-                        self.peers.remove(&message.from.connection());
-                        message.from.fail(
-                            self.hub
-                                .error_to(&message.from, "storage unavailable, retry later"),
-                        );
-                        continue 'messages;
-                    }
+            match self.check_binding(&actors, &owner).await {
+                Binding::Own => accepted.push(message),
+                Binding::Foreign(actor) => self.refuse_forgery(&message.from, &actor).await,
+                Binding::Unknown(error) => {
+                    tracing::error!(%error, document = %self.id, "actor lookup failed");
+                    self.peers.remove(&message.from.connection());
+                    message.from.fail(
+                        self.hub
+                            .error_to(&message.from, "storage unavailable, retry later"),
+                    );
                 }
             }
-            accepted.push(message);
         }
         accepted
+    }
+
+    /// Actor binding: every actor must be `owner`'s; unknown actors are bound to it.
+    async fn check_binding(&self, actors: &[ActorId], owner: &ActorOwner) -> Binding {
+        for actor in actors {
+            match self.hub.actor_owner(actor, owner).await {
+                Ok(bound) if bound == *owner => {}
+                Ok(_) => return Binding::Foreign(actor.clone()),
+                Err(error) => return Binding::Unknown(error),
+            }
+        }
+        Binding::Own
     }
 
     async fn refuse_forgery(&mut self, from: &PeerHandle, actor: &ActorId) {
@@ -367,7 +405,12 @@ impl<S: Storage> DocumentActor<S> {
             tracing::info!(document = %self.id, peer = %peer.peer_id(), reason = refusal.code(),
                 "refused a new document");
             metrics::counter!(crate::metrics::POLICY_REFUSALS).increment(1);
-            let key = format!("{}:{:?}:{}", self.id, peer.identity().credential, refusal.code());
+            let key = format!(
+                "{}:{:?}:{}",
+                self.id,
+                peer.identity().credential,
+                refusal.code()
+            );
             if self.hub.first_refusal(key) {
                 self.audit(
                     AuditAction::Refusal,
@@ -393,6 +436,143 @@ impl<S: Storage> DocumentActor<S> {
             )
             .await;
             self.report(&peer, PolicyReport::compensated(rules).to_cbor());
+        }
+    }
+
+    /// A device's bundle from `POST /v1/sync`: the same scope, actor binding and policy as
+    /// `receive`, stored durably with the index row and a feed number, then pushed live to
+    /// the WebSocket followers. Nothing is stored for a refused or incomplete push.
+    async fn batch_push(&mut self, push: BatchPush) -> BatchPushOutcome {
+        if !self.may_see(&push.identity) {
+            return BatchPushOutcome::Refused(RefusalReason::Unavailable);
+        }
+        if push.changes.len() > push.max_bytes {
+            return BatchPushOutcome::Refused(RefusalReason::TooLarge);
+        }
+        let doc = std::mem::take(&mut self.doc);
+        let staged = tokio::task::spawn_blocking(move || {
+            let staged = stage(&doc, &push);
+            (doc, push, staged)
+        })
+        .await;
+        let (doc, push, staged) = match staged {
+            Ok(done) => done,
+            Err(error) => {
+                tracing::error!(%error, document = %self.id, "staging a batch push panicked");
+                let _ = self.load().await;
+                return BatchPushOutcome::Failed;
+            }
+        };
+        self.doc = doc;
+        let Some((mut merged, actors, complete)) = staged else {
+            return BatchPushOutcome::Refused(RefusalReason::Malformed);
+        };
+        if !complete {
+            return BatchPushOutcome::Incomplete {
+                doc: Box::new(self.doc.clone()),
+            };
+        }
+        if actors.is_empty() {
+            return self.stored(Vec::new());
+        }
+        let owner = match push.identity.device() {
+            Some(device) => ActorOwner::Device(device.clone()),
+            None => ActorOwner::User(push.identity.user_id),
+        };
+        match self.check_binding(&actors, &owner).await {
+            Binding::Own => {}
+            Binding::Foreign(actor) => {
+                tracing::warn!(document = %self.id, %actor,
+                    "refused a batch push made by an actor that belongs to someone else");
+                metrics::counter!(crate::metrics::POLICY_REFUSALS).increment(1);
+                self.audit(
+                    AuditAction::Refusal,
+                    AuditActor::of(&push.identity),
+                    Some(format!("forged_actor actor={actor}")),
+                )
+                .await;
+                return BatchPushOutcome::Refused(RefusalReason::ForeignActor);
+            }
+            Binding::Unknown(error) => {
+                tracing::error!(%error, document = %self.id, "actor lookup failed");
+                return BatchPushOutcome::Failed;
+            }
+        }
+        let heads_before = self.doc.get_heads();
+        let is_new = self.facts.is_none();
+        let before = std::mem::take(&mut self.doc);
+        let identity = push.identity.clone();
+        let judged = tokio::task::spawn_blocking(move || {
+            let judged = admit_and_judge(&before, is_new, &mut merged, &identity);
+            (before, merged, judged)
+        })
+        .await;
+        let (before, merged, judged) = match judged {
+            Ok(done) => done,
+            Err(error) => {
+                tracing::error!(%error, document = %self.id, "judging a batch push panicked");
+                let _ = self.load().await;
+                return BatchPushOutcome::Failed;
+            }
+        };
+        let compensated = match judged {
+            Judged::Clean => Vec::new(),
+            Judged::Compensated(rules) => rules,
+            Judged::Refused(refusal) => {
+                self.doc = before;
+                tracing::info!(document = %self.id, reason = refusal.code(),
+                    "refused a new document pushed in a batch");
+                metrics::counter!(crate::metrics::POLICY_REFUSALS).increment(1);
+                let key = format!(
+                    "{}:{:?}:{}",
+                    self.id,
+                    push.identity.credential,
+                    refusal.code()
+                );
+                if self.hub.first_refusal(key) {
+                    self.audit(
+                        AuditAction::Refusal,
+                        AuditActor::of(&push.identity),
+                        Some(format!("new_document {}", refusal.code())),
+                    )
+                    .await;
+                }
+                return BatchPushOutcome::Refused(refusal_reason(refusal));
+            }
+            Judged::Failed(_) => {
+                self.doc = before;
+                return BatchPushOutcome::Refused(RefusalReason::Malformed);
+            }
+        };
+        self.doc = merged;
+        self.facts = index::facts(&self.doc);
+        if !self.persist_changes(&heads_before, &[]).await {
+            return BatchPushOutcome::Failed;
+        }
+        if !compensated.is_empty() {
+            metrics::counter!(crate::metrics::COMPENSATIONS).increment(1);
+            let codes: Vec<&str> = compensated.iter().map(Rule::code).collect();
+            tracing::info!(document = %self.id, rules = ?codes,
+                "compensated batch-pushed changes that broke policy");
+            self.audit(
+                AuditAction::Compensation,
+                AuditActor::of(&push.identity),
+                Some(format!("rules={}", codes.join(","))),
+            )
+            .await;
+        }
+        let followers = self.hub.followers(self.id);
+        self.send_sync_messages(followers).await;
+        if self.incremental_chunks >= self.hub.config().compact_after_chunks {
+            self.compact().await;
+        }
+        self.stored(compensated)
+    }
+
+    fn stored(&self, compensated: Vec<Rule>) -> BatchPushOutcome {
+        BatchPushOutcome::Stored {
+            compensated,
+            doc: Box::new(self.doc.clone()),
         }
     }
 
@@ -858,6 +1038,9 @@ impl<S: Storage> DocumentActor<S> {
                     DocCommand::Review { reply, .. } => {
                         let _ = reply.send(Err(ReviewError::Unavailable));
                     }
+                    DocCommand::BatchPush { reply, .. } => {
+                        let _ = reply.send(BatchPushOutcome::Failed);
+                    }
                     DocCommand::Unfollow { .. } | DocCommand::Evict => {}
                 }
             }
@@ -927,33 +1110,68 @@ fn apply_and_judge(
         if before.get_heads() == doc.get_heads() {
             continue;
         }
-        let identity = sender.identity();
-        let in_scope = |region: &RegionCode| identity.covers_region(region);
-        let is_new = facts.is_none();
-        if is_new && let Err(refusal) = admit(doc, in_scope) {
-            // Not stored, not acknowledged: as if the message never came.
-            *doc = before;
-            peer.state = state_before;
-            verdicts.refused.push((connection, refusal));
-            continue;
-        }
-        let role = identity.role;
-        let judgement = judge((!is_new).then_some(&before), doc, role, in_scope);
-        if !judgement.is_clean() {
-            match compensate(doc, &judgement.restore) {
-                Ok(_) => verdicts.compensated.push((connection, judgement.broken)),
-                Err(error) => {
-                    tracing::error!(%error, "compensating change failed; dropping the changes");
-                    *doc = before;
-                    peer.state = state_before;
-                    verdicts.rejected.push((connection, error.to_string()));
-                    continue;
-                }
+        match admit_and_judge(&before, facts.is_none(), doc, sender.identity()) {
+            Judged::Clean => {}
+            Judged::Compensated(rules) => verdicts.compensated.push((connection, rules)),
+            Judged::Refused(refusal) => {
+                // Not stored, not acknowledged: as if the message never came.
+                *doc = before;
+                peer.state = state_before;
+                verdicts.refused.push((connection, refusal));
+                continue;
+            }
+            Judged::Failed(error) => {
+                *doc = before;
+                peer.state = state_before;
+                verdicts.rejected.push((connection, error));
+                continue;
             }
         }
         *facts = index::facts(doc);
     }
     verdicts
+}
+
+/// Policy on a sender's changes, now merged into `doc` (`before` is the document without
+/// them): admission of a new document, then the per-change rules, with a compensating
+/// change written into `doc` for what the sender's role may not do. Shared by WebSocket
+/// sync and batch pushes, so both obey exactly the same rules.
+fn admit_and_judge(
+    before: &Automerge,
+    is_new: bool,
+    doc: &mut Automerge,
+    identity: &Identity,
+) -> Judged {
+    let in_scope = |region: &RegionCode| identity.covers_region(region);
+    if is_new && let Err(refusal) = admit(doc, in_scope) {
+        return Judged::Refused(refusal);
+    }
+    let judgement = judge((!is_new).then_some(before), doc, identity.role, in_scope);
+    if judgement.is_clean() {
+        return Judged::Clean;
+    }
+    match compensate(doc, &judgement.restore) {
+        Ok(_) => Judged::Compensated(judgement.broken),
+        Err(error) => {
+            tracing::error!(%error, "compensating change failed; dropping the changes");
+            Judged::Failed(error.to_string())
+        }
+    }
+}
+
+/// A copy of `doc` with `push` merged, the new changes' actors, and whether the device's
+/// heads are all present (no dependency missing). `None`: not Automerge data.
+fn stage(doc: &Automerge, push: &BatchPush) -> Option<(Automerge, Vec<ActorId>, bool)> {
+    // `clone`, not `fork`: a fork draws a new actor id, a clone keeps the server's.
+    let mut merged = doc.clone();
+    merged.load_incremental(&push.changes).ok()?;
+    let complete = merged.get_missing_deps(&push.heads).is_empty();
+    let actors: HashSet<ActorId> = doc
+        .get_changes_added(&merged)
+        .iter()
+        .map(|c| c.actor_id().clone())
+        .collect();
+    Some((merged, actors.into_iter().collect(), complete))
 }
 
 fn now_ms() -> i64 {

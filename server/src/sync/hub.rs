@@ -20,6 +20,7 @@ use jemput_sync_protocol::{
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
+use super::batch_push::{BatchPush, BatchPushOutcome};
 use super::document::{DocCommand, DocumentActor};
 use super::peer::{ConnectionId, PeerHandle};
 use super::review::{ReviewError, ReviewOutcome, ReviewRequest};
@@ -256,6 +257,22 @@ impl<S: Storage> Hub<S> {
         let (reply, outcome) = oneshot::channel();
         self.dispatch(document, None, DocCommand::Review { request, reply });
         outcome.await.unwrap_or(Err(ReviewError::Unavailable))
+    }
+
+    /// Hands a device's batch push to the document's actor (starting one, which creates the
+    /// document if policy admits it) and waits for the outcome.
+    pub async fn batch_push(
+        self: &Arc<Self>,
+        document: DocumentId,
+        push: BatchPush,
+    ) -> BatchPushOutcome {
+        let (reply, outcome) = oneshot::channel();
+        let command = DocCommand::BatchPush {
+            push: Box::new(push),
+            reply,
+        };
+        self.dispatch(document, None, command);
+        outcome.await.unwrap_or(BatchPushOutcome::Failed)
     }
 
     pub fn new_connection_id(&self) -> ConnectionId {

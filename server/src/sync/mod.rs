@@ -1,6 +1,7 @@
 //! The live sync engine behind `/v1/ws`: one actor per document in memory, a hub that routes
 //! messages from connections to document actors, and the peers those actors answer.
 
+pub mod batch_push;
 mod document;
 mod hub;
 pub mod index;
