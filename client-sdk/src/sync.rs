@@ -1,0 +1,517 @@
+//! The sync engine: enrolment and the batch exchange (`POST /v1/sync`) over HTTP(S).
+//!
+//! Drives [`DeviceState`] as its driving contract says: plan and persist the request before
+//! sending it, resend the *same* request on failures (the server answers a retry from its
+//! record), abandon and plan smaller after repeated drops, apply a response and store the
+//! documents, deletions and state in one SQLite transaction, and exchange again while the
+//! response says there is more, up to a cap.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use automerge::{ActorId, Automerge};
+use jemput_sync_protocol::DocumentId;
+use jemput_sync_protocol::batch::{
+    BatchRequest, CompensationReason, DeviceLimits, IdempotencyKey, PlanError, RefusalReason,
+    decode_response, encode_request,
+};
+use rand::RngCore;
+use reqwest::StatusCode;
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
+use serde_json::{Value, json};
+
+use crate::client::{Client, now_ms};
+use crate::store::{Enrolment, Loaded, Store, StoreError};
+
+/// Request bodies above this size are gzip-compressed.
+pub const COMPRESS_ABOVE: usize = 256;
+
+/// Why enrolment or sync failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// TLS set-up failed (a bad custom root certificate).
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The HTTP client could not be built or the request failed for good.
+    #[error("HTTP: {0}")]
+    Http(#[from] reqwest::Error),
+    /// The server refused the credentials (401/403).
+    #[error("ditolak server (HTTP {0}): token tidak sah atau dicabut, daftarkan ulang perangkat")]
+    Unauthorised(u16),
+    /// The server answered something this client cannot use.
+    #[error("jawaban server tidak terduga (HTTP {status}): {detail}")]
+    Unexpected {
+        /// HTTP status.
+        status: u16,
+        /// What was wrong.
+        detail: String,
+    },
+    /// The server kept failing or the link kept dropping.
+    #[error("server tidak dapat dihubungi setelah {0} percobaan: {1}")]
+    Unreachable(u32, String),
+    /// The server answered a request body it could not decode.
+    #[error("server menolak permintaan (HTTP {0})")]
+    Rejected(u16),
+}
+
+/// How a sync session behaves.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// Exchanges per session at most (a session loops while the server says there is more).
+    pub max_exchanges: usize,
+    /// Attempts of one planned request before it is abandoned and planned smaller.
+    pub attempts: u32,
+    /// First retry delay; doubles each attempt, capped at 16 × this.
+    pub backoff: Duration,
+    /// Limits of the first request.
+    pub limits: DeviceLimits,
+    /// Timeout of one HTTP exchange.
+    pub timeout: Duration,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        Self {
+            max_exchanges: 32,
+            attempts: 4,
+            backoff: Duration::from_millis(500),
+            limits: DeviceLimits::default(),
+            timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// What one sync session did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SyncReport {
+    /// Document bundles pushed (counting each exchange).
+    pub pushed: usize,
+    /// Pushes the server stored.
+    pub acknowledged: Vec<DocumentId>,
+    /// Pushes stored and compensated by the server, with the reason.
+    pub compensated: Vec<(DocumentId, CompensationReason)>,
+    /// Pushes refused, with the reason (kept locally, not pushed again until edited).
+    pub refused: Vec<(DocumentId, RefusalReason)>,
+    /// Documents created or changed by the server's updates and repairs.
+    pub updated: Vec<DocumentId>,
+    /// Documents deleted because they left the officer's scope.
+    pub removed: Vec<DocumentId>,
+    /// Documents whose unacknowledged local changes were lost.
+    pub lost_local_changes: Vec<DocumentId>,
+    /// Documents in repair after the session.
+    pub repairing: Vec<DocumentId>,
+    /// Request body bytes put on the wire (after compression, retries included).
+    pub bytes_sent: u64,
+    /// Response body bytes received (after content decoding).
+    pub bytes_received: u64,
+    /// HTTP round trips (attempts included).
+    pub round_trips: u32,
+    /// Exchanges completed (responses applied).
+    pub exchanges: u32,
+    /// Requests abandoned and planned again smaller after repeated failures.
+    pub abandoned: u32,
+    /// False when the cap stopped the session with more to do.
+    pub complete: bool,
+}
+
+/// Installs ring as the process's rustls provider (ignored if one is installed already).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// An HTTP client on rustls with the ring provider, trusting the Web PKI roots and, for dev
+/// certificates, the PEM certificates in `extra_root`.
+pub fn http_client(
+    extra_root: Option<&Path>,
+    timeout: Duration,
+) -> Result<reqwest::Client, SyncError> {
+    install_crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = extra_root {
+        let pem =
+            std::fs::read(path).map_err(|e| SyncError::Tls(format!("{}: {e}", path.display())))?;
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            let cert = cert.map_err(|e| SyncError::Tls(e.to_string()))?;
+            roots.add(cert).map_err(|e| SyncError::Tls(e.to_string()))?;
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| SyncError::Tls(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(reqwest::Client::builder()
+        .tls_backend_preconfigured(config)
+        .timeout(timeout)
+        .build()?)
+}
+
+/// Enrols this device: logs in (`POST /v1/auth/login`), registers the device
+/// (`POST /v1/devices`) and stores the enrolment with its actor ids. The password is not
+/// stored.
+pub async fn enrol(
+    client: &Client,
+    http: &reqwest::Client,
+    server_url: &str,
+    username: &str,
+    password: &str,
+    label: &str,
+) -> Result<Enrolment, SyncError> {
+    let base = server_url.trim_end_matches('/');
+    let login = http
+        .post(format!("{base}/v1/auth/login"))
+        .header(CONTENT_TYPE, "application/json")
+        .body(json!({"username": username, "password": password}).to_string())
+        .send()
+        .await?;
+    let status = login.status();
+    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        return Err(SyncError::Unauthorised(status.as_u16()));
+    }
+    let login: Value = expect_json(login, StatusCode::OK).await?;
+    let session = field_str(&login, &["token"])?;
+    let user_id = match &login["user"]["id"] {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        _ => String::new(),
+    };
+    let regions = login["user"]["regions"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| r.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let device = http
+        .post(format!("{base}/v1/devices"))
+        .header(AUTHORIZATION, format!("Bearer {session}"))
+        .header(CONTENT_TYPE, "application/json")
+        .body(json!({"label": label}).to_string())
+        .send()
+        .await?;
+    let device: Value = expect_json(device, StatusCode::CREATED).await?;
+    let actor_ids = device["actor_ids"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(|h| hex::decode(h).map(ActorId::from))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()
+        .map_err(|_| unexpected(201, "actor_ids is not hex"))?
+        .unwrap_or_default();
+    if actor_ids.is_empty() {
+        return Err(unexpected(201, "no actor_ids"));
+    }
+    let enrolment = Enrolment {
+        server_url: base.to_owned(),
+        device_id: field_str(&device, &["device_id"])?,
+        device_token: field_str(&device, &["device_token"])?,
+        user_id,
+        username: field_str(&login, &["user", "username"]).unwrap_or_else(|_| username.to_owned()),
+        regions,
+        actor_ids,
+    };
+    client.store.save_enrolment(&enrolment, now_ms()).await?;
+    tracing::info!(device = %enrolment.device_id, "perangkat terdaftar");
+    Ok(enrolment)
+}
+
+async fn expect_json(response: reqwest::Response, want: StatusCode) -> Result<Value, SyncError> {
+    let status = response.status();
+    let text = response.text().await?;
+    if status != want {
+        return Err(unexpected(
+            status.as_u16(),
+            &text.chars().take(200).collect::<String>(),
+        ));
+    }
+    serde_json::from_str(&text).map_err(|_| unexpected(status.as_u16(), "body is not JSON"))
+}
+
+fn field_str(v: &Value, path: &[&str]) -> Result<String, SyncError> {
+    let mut cur = v;
+    for key in path {
+        cur = &cur[*key];
+    }
+    cur.as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| unexpected(200, &format!("missing {}", path.join("."))))
+}
+
+fn unexpected(status: u16, detail: &str) -> SyncError {
+    SyncError::Unexpected {
+        status,
+        detail: detail.to_owned(),
+    }
+}
+
+/// One attempt's outcome.
+enum Attempt {
+    /// A response body to apply.
+    Response(Vec<u8>),
+    /// Try the same request again after the delay (network error, 5xx, 503).
+    Retry(String, Option<Duration>),
+    /// Resend the same request uncompressed (415).
+    Uncompressed,
+    /// Abandon and plan again smaller (413).
+    TooLarge,
+}
+
+impl Client {
+    /// Runs a sync session against the enrolled server; see the module documentation.
+    pub async fn sync(
+        &self,
+        http: &reqwest::Client,
+        options: &SyncOptions,
+    ) -> Result<SyncReport, SyncError> {
+        let enrolment = self.store.require_enrolment().await?;
+        let url = format!("{}/v1/sync", enrolment.server_url);
+        let mut report = SyncReport::default();
+        let mut limits = options.limits;
+        let mut compress = true;
+        for _ in 0..options.max_exchanges {
+            let request = self.plan(limits).await?;
+            report.pushed += request.push.len();
+            let body = encode_request(&request);
+            let mut attempt = 0u32;
+            let response = loop {
+                attempt += 1;
+                let outcome = match send(
+                    http,
+                    &url,
+                    &enrolment.device_token,
+                    &body,
+                    compress,
+                    &mut report,
+                )
+                .await
+                {
+                    Ok(outcome) => outcome,
+                    Err(SyncError::Rejected(status)) => {
+                        // The server cannot use this request: abandon it, never resend it.
+                        self.abandon().await?;
+                        return Err(SyncError::Rejected(status));
+                    }
+                    Err(e) => return Err(e),
+                };
+                match outcome {
+                    Attempt::Response(bytes) => break Some(bytes),
+                    Attempt::Uncompressed if compress => {
+                        compress = false;
+                        attempt -= 1;
+                    }
+                    Attempt::Uncompressed => {
+                        return Err(unexpected(415, "server refused an uncompressed body"));
+                    }
+                    Attempt::TooLarge => break None,
+                    Attempt::Retry(why, delay) => {
+                        tracing::warn!(attempt, %why, "sync gagal, diulang");
+                        if attempt >= options.attempts {
+                            break None;
+                        }
+                        let backoff = options.backoff * 2u32.pow((attempt - 1).min(4));
+                        tokio::time::sleep(delay.unwrap_or(backoff)).await;
+                    }
+                }
+            };
+            let Some(bytes) = response else {
+                // Repeated drops (or 413): abandon the request and plan a smaller one. Safe:
+                // the server serves the next request as if the lost response was never sent.
+                report.abandoned += 1;
+                if limits.max_request_bytes <= 4096 && report.abandoned > 3 {
+                    return Err(SyncError::Unreachable(
+                        attempt,
+                        "link keeps dropping".into(),
+                    ));
+                }
+                limits.max_request_bytes = (limits.max_request_bytes / 2).max(4096);
+                limits.max_response_bytes = Some(
+                    limits
+                        .max_response_bytes
+                        .unwrap_or(256 * 1024)
+                        .div_ceil(2)
+                        .max(4096),
+                );
+                self.abandon().await?;
+                continue;
+            };
+            let again = self.apply(&bytes, &mut report).await?;
+            report.exchanges += 1;
+            if !again {
+                report.complete = true;
+                break;
+            }
+        }
+        report.repairing.sort();
+        report.repairing.dedup();
+        Ok(report)
+    }
+
+    /// Plans the next request (or takes the pending one) and persists it before it is sent.
+    async fn plan(&self, limits: DeviceLimits) -> Result<BatchRequest, SyncError> {
+        let _guard = self.lock.lock().await;
+        let mut tx = self.store.begin().await?;
+        let before = Store::load_state(&mut tx).await?;
+        let mut state = before.clone();
+        let request = loop {
+            let ids = state.documents_for_request();
+            let docs = loaded_docs(Store::load_many(&mut tx, &ids).await?);
+            let mut key = [0u8; 16];
+            rand::rng().fill_bytes(&mut key);
+            match state.plan_request(IdempotencyKey::from_bytes(key), &docs, limits) {
+                Ok(request) => break request,
+                // The local copy is gone: ask the server for all of it.
+                Err(PlanError::MissingDocument(id)) => state.document_lost(id),
+            }
+        };
+        Store::save_state(&mut tx, &before, &state).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(request)
+    }
+
+    async fn abandon(&self) -> Result<(), SyncError> {
+        let _guard = self.lock.lock().await;
+        let mut tx = self.store.begin().await?;
+        let before = Store::load_state(&mut tx).await?;
+        let mut state = before.clone();
+        state.abandon_pending();
+        Store::save_state(&mut tx, &before, &state).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(())
+    }
+
+    /// Applies a response body; documents, deletions and state commit together. Returns
+    /// whether to exchange again.
+    async fn apply(&self, body: &[u8], report: &mut SyncReport) -> Result<bool, SyncError> {
+        let response = decode_response(body)
+            .map_err(|e| unexpected(200, &format!("response does not decode: {e}")))?;
+        let _guard = self.lock.lock().await;
+        let mut tx = self.store.begin().await?;
+        let before = Store::load_state(&mut tx).await?;
+        let mut state = before.clone();
+        let ids = state.documents_for_response(&response);
+        let loaded = Store::load_many(&mut tx, &ids).await?;
+        for id in &ids {
+            if !loaded.contains_key(id) {
+                state.document_lost(*id);
+            }
+        }
+        let mut docs: BTreeMap<DocumentId, Automerge> =
+            loaded.iter().map(|(id, l)| (*id, l.doc.clone())).collect();
+        let effects = match state.apply_response(response, &mut docs) {
+            Ok(effects) => effects,
+            Err(e) => {
+                // A stray or mismatched response: leave everything as it was.
+                tracing::warn!(error = %e, "jawaban sync diabaikan");
+                return Ok(false);
+            }
+        };
+        let now = now_ms();
+        for id in &effects.saved {
+            let Some(doc) = docs.get(id) else { continue };
+            let base = if effects.lost_local_changes.contains(id) {
+                None
+            } else {
+                loaded.get(id)
+            };
+            Store::save(&mut tx, *id, doc, base, now).await?;
+        }
+        for id in &effects.deleted {
+            Store::delete(&mut tx, *id).await?;
+        }
+        Store::save_state(&mut tx, &before, &state).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+
+        report.acknowledged.extend(&effects.acknowledged);
+        report
+            .compensated
+            .extend(effects.compensated.iter().copied());
+        report.refused.extend(effects.refused.iter().copied());
+        report.updated.extend(&effects.saved);
+        report.removed.extend(&effects.deleted);
+        report
+            .lost_local_changes
+            .extend(&effects.lost_local_changes);
+        report.repairing.extend(&effects.repairing);
+        Ok(effects.sync_again)
+    }
+}
+
+fn loaded_docs(loaded: BTreeMap<DocumentId, Loaded>) -> BTreeMap<DocumentId, Automerge> {
+    loaded.into_iter().map(|(id, l)| (id, l.doc)).collect()
+}
+
+/// Gzip-compresses a body.
+pub fn gzip(body: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    // Writing to a Vec cannot fail.
+    let _ = encoder.write_all(body);
+    encoder.finish().unwrap_or_default()
+}
+
+async fn send(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: &[u8],
+    compress: bool,
+    report: &mut SyncReport,
+) -> Result<Attempt, SyncError> {
+    let mut request = http
+        .post(url)
+        .header(AUTHORIZATION, format!("Bearer {token}"))
+        .header(CONTENT_TYPE, "application/cbor")
+        .header(ACCEPT, "application/cbor");
+    let wire = if compress && body.len() > COMPRESS_ABOVE {
+        request = request.header(CONTENT_ENCODING, "gzip");
+        gzip(body)
+    } else {
+        body.to_vec()
+    };
+    report.round_trips += 1;
+    report.bytes_sent += wire.len() as u64;
+    let response = match request.body(wire).send().await {
+        Ok(response) => response,
+        Err(e) => return Ok(Attempt::Retry(e.to_string(), None)),
+    };
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|s| Duration::from_secs(s.min(60)));
+    let bytes = match response.bytes().await {
+        Ok(bytes) => bytes,
+        Err(e) => return Ok(Attempt::Retry(e.to_string(), None)),
+    };
+    report.bytes_received += bytes.len() as u64;
+    match status {
+        StatusCode::OK => Ok(Attempt::Response(bytes.to_vec())),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+            Err(SyncError::Unauthorised(status.as_u16()))
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => Ok(Attempt::TooLarge),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => Ok(Attempt::Uncompressed),
+        StatusCode::NOT_FOUND => Err(unexpected(404, "the server has no /v1/sync")),
+        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => {
+            Err(SyncError::Rejected(status.as_u16()))
+        }
+        s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
+            Ok(Attempt::Retry(format!("HTTP {s}"), retry_after))
+        }
+        s => Err(unexpected(s.as_u16(), "unexpected status")),
+    }
+}
