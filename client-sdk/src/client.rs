@@ -30,7 +30,7 @@ pub enum ClientError {
     Store(#[from] StoreError),
     /// Automerge failed.
     #[error("dokumen: {0}")]
-    Automerge(#[from] AutomergeError),
+    Automerge(Box<AutomergeError>),
     /// No such document on this device.
     #[error("dokumen {0} tidak ada di perangkat ini")]
     NotFound(DocumentId),
@@ -49,6 +49,12 @@ pub enum ClientError {
     /// Service-specific fields are missing or invalid.
     #[error("isian layanan tidak lengkap/tidak sah: {0}")]
     Fields(String),
+}
+
+impl From<AutomergeError> for ClientError {
+    fn from(error: AutomergeError) -> Self {
+        Self::Automerge(Box::new(error))
+    }
 }
 
 /// The applicant of a new application. The NIK is parsed; the rest is as the officer wrote it.

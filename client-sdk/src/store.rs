@@ -31,7 +31,7 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// Stored Automerge bytes do not load.
     #[error("document {0} is corrupt: {1}")]
-    Corrupt(DocumentId, automerge::AutomergeError),
+    Corrupt(DocumentId, Box<automerge::AutomergeError>),
     /// A stored value does not decode.
     #[error("stored {0} is invalid")]
     Invalid(&'static str),
@@ -234,7 +234,8 @@ impl Store {
             return Ok(None);
         };
         let snapshot: Vec<u8> = row.try_get("snapshot")?;
-        let mut doc = Automerge::load(&snapshot).map_err(|e| StoreError::Corrupt(id, e))?;
+        let mut doc =
+            Automerge::load(&snapshot).map_err(|e| StoreError::Corrupt(id, Box::new(e)))?;
         let rows =
             sqlx::query("SELECT seq, data FROM document_chunks WHERE doc_id = ? ORDER BY seq")
                 .bind(id.as_bytes().as_slice())
@@ -244,7 +245,7 @@ impl Store {
         for row in &rows {
             let data: Vec<u8> = row.try_get("data")?;
             doc.load_incremental(&data)
-                .map_err(|e| StoreError::Corrupt(id, e))?;
+                .map_err(|e| StoreError::Corrupt(id, Box::new(e)))?;
             last_chunk = row.try_get("seq")?;
         }
         Ok(Some(Loaded {
@@ -541,7 +542,7 @@ fn join_heads(heads: &[ChangeHash]) -> Vec<u8> {
 }
 
 fn split_heads(bytes: &[u8]) -> Result<Vec<ChangeHash>, StoreError> {
-    if bytes.len() % 32 != 0 {
+    if !bytes.len().is_multiple_of(32) {
         return Err(StoreError::Invalid("heads"));
     }
     Ok(bytes

@@ -96,6 +96,7 @@ async fn enrol_capture_and_sync_against_the_real_server() {
         }
         other => other.expect("sync"),
     };
+    eprintln!("first sync against the real server: {report:?}");
     assert!(report.complete, "{report:?}");
     assert_eq!(report.acknowledged, vec![created.id], "{report:?}");
     assert!(report.refused.is_empty(), "{report:?}");

@@ -238,9 +238,14 @@ async fn two_devices_converge_through_the_reference_server() {
         .expect("edit");
     b.sync(&http, &options()).await.expect("sync b");
     a.sync(&http, &options()).await.expect("sync a");
-    let shared = shared.lock().expect("lock");
     for id in &ids {
-        let server_heads = shared.server.document(id).expect("doc").get_heads();
+        let server_heads = shared
+            .lock()
+            .expect("lock")
+            .server
+            .document(id)
+            .expect("doc")
+            .get_heads();
         assert_eq!(a.document(*id).await.expect("a").get_heads(), server_heads);
         assert_eq!(b.document(*id).await.expect("b").get_heads(), server_heads);
     }
