@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use crate::auth::throttle::RetryAfter;
 use crate::auth::{AuthError, Denied, PasswordError};
 use crate::storage::StorageError;
-use crate::sync::ReviewError;
+use crate::sync::{BatchSyncError, ReviewError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -43,6 +43,9 @@ pub enum ApiError {
     /// A review decision the workflow does not allow (or a document the caller may not see).
     #[error("review refused: {0}")]
     Review(#[from] ReviewError),
+    /// A batch sync exchange (`POST /v1/sync`) was not served.
+    #[error("batch sync: {0}")]
+    Sync(#[from] BatchSyncError),
     /// The server failed: try again later. Details are logged only.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -240,6 +243,7 @@ impl ApiError {
                 ),
             ),
             E::Review(review) => review_parts(review),
+            E::Sync(error) => sync_parts(error),
             E::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal_error",
@@ -300,6 +304,38 @@ fn review_parts(error: &ReviewError) -> (StatusCode, &'static str, String, Strin
     (status, code, id, en)
 }
 
+/// Seconds a device waits before retrying an exchange the server could not serve.
+const SYNC_RETRY_AFTER_SECONDS: u32 = 5;
+
+fn sync_parts(error: &BatchSyncError) -> (StatusCode, &'static str, String, String) {
+    match error {
+        BatchSyncError::NotADevice => (
+            StatusCode::FORBIDDEN,
+            "device_required",
+            "Sinkronisasi hanya untuk perangkat yang terdaftar; gunakan token perangkat.".into(),
+            "Batch sync needs an enrolled device's token, not a login session.".into(),
+        ),
+        BatchSyncError::Malformed(problem) => (
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            "Isi permintaan sinkronisasi tidak sesuai format.".into(),
+            format!("Malformed batch sync request: {problem}."),
+        ),
+        BatchSyncError::KeyReused => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "key_reused",
+            "Kunci permintaan sudah dipakai untuk isi yang berbeda.".into(),
+            "This idempotency key was used for a different request.".into(),
+        ),
+        BatchSyncError::Unavailable(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Penyimpanan sedang tidak tersedia. Kirim ulang permintaan yang sama nanti.".into(),
+            "Storage is unavailable. Retry the same request later.".into(),
+        ),
+    }
+}
+
 /// `error: cause: cause ...`, for the log.
 fn cause_chain(error: &dyn std::error::Error) -> String {
     let mut out = error.to_string();
@@ -337,6 +373,12 @@ impl IntoResponse for ApiError {
                 if let Ok(value) = HeaderValue::from_str(&retry.seconds().to_string()) {
                     headers.insert(header::RETRY_AFTER, value);
                 }
+            }
+            ApiError::Sync(BatchSyncError::Unavailable(_)) => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(SYNC_RETRY_AFTER_SECONDS),
+                );
             }
             _ => {}
         }

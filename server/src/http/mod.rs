@@ -9,6 +9,7 @@ pub mod authenticated;
 pub mod devices;
 pub mod error;
 pub mod services;
+pub mod sync;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,6 +44,7 @@ pub struct AppState<S> {
 
 pub fn router<S: Storage>(state: Arc<AppState<S>>) -> Router {
     let api = api::routes(Arc::clone(state.hub.storage()));
+    let batch = sync::routes(Arc::clone(&state.hub), crate::sync::BatchConfig::default());
     Router::new()
         .route("/v1/ws", get(websocket::<S>))
         .route("/healthz", get(healthz))
@@ -55,6 +57,7 @@ pub fn router<S: Storage>(state: Arc<AppState<S>>) -> Router {
         )
         .with_state(state)
         .merge(api)
+        .merge(batch)
         .layer(
             // Spans carry the path only: query strings will carry tokens.
             TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
