@@ -4,6 +4,7 @@
 pub const JEMPUT: &str = env!("CARGO_BIN_EXE_jemput-under-test");
 
 mod accounts;
+mod batch_sync;
 mod durability;
 mod js_interop;
 mod ops;
