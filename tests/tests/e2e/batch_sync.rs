@@ -550,3 +550,93 @@ async fn the_http_edges_of_batch_sync() {
         assert_eq!(revoked.status, 401);
     }
 }
+
+/// Moves a visit to another district and village.
+fn move_to(doc: &mut Automerge, district: &str, village: &str) {
+    let mut tx = doc.transaction();
+    let place = tx.put_object(ROOT, "region", ObjType::Map).expect("map");
+    tx.put(&place, "district", district).expect("put");
+    tx.put(&place, "village", village).expect("put");
+    tx.commit();
+}
+
+#[tokio::test]
+async fn documents_entering_and_leaving_a_devices_scope_are_delivered_and_removed() {
+    for database in TestDatabase::every("batch_scope").await {
+        let server = TestServer::start(JEMPUT, database).await;
+        let alice = server.officer("alice", &[HOME_DISTRICT]).await;
+        let carol = server
+            .officer("carol", &[HOME_DISTRICT, OTHER_DISTRICT])
+            .await;
+        let mut phone = Phone::of(&alice);
+        let mut roaming = Phone::of(&carol);
+        phone.sync_once(&server).await;
+
+        let home = new_document_id();
+        let away = new_document_id();
+        let actor = roaming.actor.clone();
+        roaming.put(home, visit(&actor, HOME_DISTRICT, HOME_VILLAGE, "here"));
+        roaming.put(away, visit(&actor, OTHER_DISTRICT, OTHER_VILLAGE, "there"));
+        let pushed = roaming.sync_once(&server).await;
+        assert!(pushed.response.acks.iter().all(|a| *a == Ack::Accepted));
+
+        let pulled = phone.sync_once(&server).await;
+        let delivered: Vec<DocumentId> = pulled
+            .response
+            .updates
+            .iter()
+            .map(|u| u.document_id)
+            .collect();
+        assert_eq!(delivered, vec![home]);
+
+        // The document moves out of alice's district: her phone is told to delete it.
+        let doc = roaming.docs.get_mut(&home).expect("held");
+        move_to(doc, OTHER_DISTRICT, OTHER_VILLAGE);
+        let heads = doc.get_heads();
+        roaming.state.note_local_change(home, heads);
+        let moved = roaming.sync_once(&server).await;
+        assert_eq!(moved.response.acks, vec![Ack::Accepted]);
+        let pulled = phone.sync_once(&server).await;
+        assert_eq!(pulled.response.removed, vec![home]);
+        assert!(!phone.docs.contains_key(&home));
+
+        // Alice is given the other district too: both documents arrive.
+        let assigned = server.admin(
+            &[
+                "user",
+                "assign-region",
+                "alice",
+                HOME_DISTRICT,
+                OTHER_DISTRICT,
+            ],
+            None,
+        );
+        assert!(assigned.status.success(), "{assigned:?}");
+        let pulled = phone.sync_once(&server).await;
+        let mut delivered: Vec<DocumentId> = pulled
+            .response
+            .updates
+            .iter()
+            .map(|u| u.document_id)
+            .collect();
+        delivered.sort();
+        let mut expected = vec![home, away];
+        expected.sort();
+        assert_eq!(delivered, expected);
+        assert_eq!(
+            phone.docs[&away].get_heads(),
+            roaming.docs[&away].get_heads()
+        );
+        let idle = phone.sync_once(&server).await;
+        assert!(idle.response.updates.is_empty() && idle.response.removed.is_empty());
+
+        // And taken away again: both are removed.
+        let assigned = server.admin(&["user", "assign-region", "alice", HOME_DISTRICT], None);
+        assert!(assigned.status.success(), "{assigned:?}");
+        let pulled = phone.sync_once(&server).await;
+        let mut removed = pulled.response.removed.clone();
+        removed.sort();
+        assert_eq!(removed, expected);
+        assert!(phone.docs.is_empty());
+    }
+}
