@@ -131,3 +131,81 @@ async fn enrol_capture_and_sync_against_the_real_server() {
         .expect("idle");
     assert_eq!((idle.round_trips, idle.pushed), (1, 0));
 }
+
+#[tokio::test]
+async fn syncs_over_https_trusting_a_dev_certificate() {
+    let Some(binary) = server_binary() else {
+        eprintln!(
+            "SKIPPED: no jemput server binary found; build it (cargo build -p jemput-server) or set JEMPUT_SERVER_BIN"
+        );
+        return;
+    };
+    let certs = tempfile::tempdir().expect("temp dir");
+    let status = std::process::Command::new(&binary)
+        .args(["dev-cert", "--out-dir"])
+        .arg(certs.path())
+        .status()
+        .expect("run jemput dev-cert");
+    assert!(status.success());
+    let cert = certs.path().join("cert.pem");
+    let key = certs.path().join("key.pem");
+    let mut server = TestServer::start_with_args(
+        binary.to_str().expect("utf-8 path"),
+        TestDatabase::sqlite(),
+        &[
+            "--tls-cert",
+            cert.to_str().expect("utf-8 path"),
+            "--tls-key",
+            key.to_str().expect("utf-8 path"),
+        ],
+    )
+    .await;
+    assert!(server.base_url().starts_with("https://"));
+    server.trust_certificate(&cert);
+    let officer = server
+        .person("budi", "officer", &[HOME_DISTRICT], &[])
+        .await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let client = Client::open(&dir.path().join("field.db"))
+        .await
+        .expect("open");
+
+    // Without the dev certificate the handshake fails; with it, enrolment and sync work.
+    let untrusting = http_client(None, Duration::from_secs(30)).expect("http");
+    assert!(
+        enrol(
+            &client,
+            &untrusting,
+            server.base_url(),
+            "budi",
+            &officer.password,
+            "HP"
+        )
+        .await
+        .is_err()
+    );
+    let http = http_client(Some(&cert), Duration::from_secs(30)).expect("http");
+    enrol(
+        &client,
+        &http,
+        server.base_url(),
+        "budi",
+        &officer.password,
+        "HP",
+    )
+    .await
+    .expect("enrol over https");
+    let created = client
+        .create_application(application())
+        .await
+        .expect("capture");
+    match client.sync(&http, &SyncOptions::default()).await {
+        Err(SyncError::Unexpected { status: 404, .. }) => {
+            eprintln!("SKIPPED: the server does not serve POST /v1/sync yet (404)");
+        }
+        other => {
+            let report = other.expect("sync over https");
+            assert_eq!(report.acknowledged, vec![created.id], "{report:?}");
+        }
+    }
+}
