@@ -4,8 +4,12 @@
 use automerge::transaction::Transactable;
 use automerge::{Automerge, ROOT};
 use jemput_server::storage::{
-    ChunkKind, IndexFilter, IndexRow, PostgresStorage, SqliteStorage, SqliteStorageConfig, Storage,
-    StorageError,
+    BatchDevice, ChunkKind, DeviceId, ExchangeOutcome, FeedEntry, FeedScope, IndexFilter, IndexRow,
+    PostgresStorage, SqliteStorage, SqliteStorageConfig, Storage, StorageError,
+};
+use jemput_sync_protocol::batch::{
+    Cursor, DeviceRecord, DocKnowledge, IdempotencyKey, KnowledgeChange, KnowledgeUpdate,
+    LastExchange, Settlement,
 };
 use jemput_sync_protocol::{DocumentId, StorageId};
 use jemput_tests::TestDatabase;
@@ -101,6 +105,7 @@ async fn story<S: Storage>(storage: S) {
     );
 
     index_story(&storage).await;
+    feed_story(&storage).await;
     storage.ping().await.expect("ping");
     storage.close().await;
 }
@@ -183,6 +188,133 @@ async fn index_story<S: Storage>(storage: &S) {
     let ids: Vec<_> = submitted.iter().map(|r| r.document_id).collect();
     assert!(ids.contains(&a) && ids.contains(&c));
     assert!(ids.iter().position(|id| *id == c) < ids.iter().position(|id| *id == a));
+}
+
+/// The batch sync feed: one number per stored change, in order, scope exits when a
+/// document's region changes, and the per-device records and knowledge rows.
+async fn feed_story<S: Storage>(storage: &S) {
+    let start = storage.feed_head().await.expect("head");
+    let (a, b) = (document_id(), document_id());
+    let (mut doc_a, mut doc_b) = (Automerge::new(), Automerge::new());
+    let code = || format!("JPT-{}", uuid::Uuid::new_v4().simple());
+    let (code_a, code_b) = (code(), code());
+    let steps = [
+        (a, "34.71.01.1001", "x", &code_a),
+        (b, "34.71.01.1001", "y", &code_b),
+        (a, "35.78.01.1001", "z", &code_a),
+    ];
+    for (id, region, key, tracking) in steps {
+        let doc = if id == a { &mut doc_a } else { &mut doc_b };
+        storage
+            .append_indexed(id, change(doc, key), row(id, region, "draft", tracking, 1))
+            .await
+            .expect("indexed");
+    }
+    let head = storage.feed_head().await.expect("head");
+    assert_eq!(head, start + 3);
+
+    let home = FeedScope::Regions(vec!["34.71".into()]);
+    let page = storage
+        .feed_page(&home, Some(start), head, 10)
+        .await
+        .expect("feed");
+    assert!(page.exhausted);
+    assert_eq!(
+        page.entries,
+        vec![
+            FeedEntry::Changed {
+                seq: start + 2,
+                document_id: b
+            },
+            FeedEntry::Left {
+                seq: start + 3,
+                document_id: a,
+                region: "35.78.01.1001".into()
+            },
+        ]
+    );
+    let away = FeedScope::Regions(vec!["35.78".into()]);
+    let page = storage
+        .feed_page(&away, Some(start), head, 10)
+        .await
+        .expect("feed");
+    assert_eq!(
+        page.entries,
+        vec![FeedEntry::Changed {
+            seq: start + 3,
+            document_id: a
+        }]
+    );
+    let page = storage
+        .feed_page(&FeedScope::Everything, Some(start), head, 1)
+        .await
+        .expect("feed");
+    assert!(!page.exhausted);
+    assert_eq!(page.entries.len(), 1);
+    assert_eq!(page.through, start + 2);
+
+    let device = DeviceId::from_random(rand::random());
+    assert_eq!(
+        storage.batch_device(&device).await.expect("device"),
+        BatchDevice::default()
+    );
+    let heads = doc_a.get_heads();
+    let record = DeviceRecord {
+        exchanges: 1,
+        last: Some(LastExchange {
+            key: IdempotencyKey::from_bytes([7; 16]),
+            request_digest: u64::MAX - 1,
+            cursor: Cursor::from_bytes(vec![1, 2, 3]).expect("cursor"),
+            response: vec![0xa0],
+        }),
+    };
+    let delivered = KnowledgeUpdate {
+        document_id: a,
+        change: KnowledgeChange::Set(DocKnowledge {
+            confirmed: Vec::new(),
+            pending: Some(heads.clone()),
+        }),
+    };
+    let device_state = BatchDevice {
+        record,
+        regions: "officer:34.71".into(),
+    };
+    let outcome = |settlement, knowledge| ExchangeOutcome {
+        settlement,
+        knowledge,
+        device: device_state.clone(),
+    };
+    storage
+        .record_exchange(&device, outcome(Settlement::ForgetAll, vec![delivered]))
+        .await
+        .expect("record");
+    assert_eq!(
+        storage.batch_device(&device).await.expect("device"),
+        device_state
+    );
+    storage
+        .record_exchange(&device, outcome(Settlement::ConfirmPending, Vec::new()))
+        .await
+        .expect("record");
+    assert_eq!(
+        storage.knowledge(&device, a).await.expect("knowledge"),
+        DocKnowledge {
+            confirmed: heads,
+            pending: None
+        }
+    );
+    assert_eq!(
+        storage.known_documents(&device).await.expect("known"),
+        vec![(a, Some("35.78.01.1001".to_owned()))]
+    );
+    storage
+        .record_exchange(&device, outcome(Settlement::ForgetAll, Vec::new()))
+        .await
+        .expect("record");
+    assert_eq!(
+        storage.knowledge(&device, a).await.expect("knowledge"),
+        DocKnowledge::default()
+    );
 }
 
 #[tokio::test]
