@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use automerge::Automerge;
-use jemput_domain::RegionCode;
+use jemput_domain::{DocumentKind, RegionCode};
 use jemput_sync_protocol::DocumentId;
 use jemput_sync_protocol::batch::{
     BatchDecodeError, Begin, ExchangeError, FeedItem, Offer, PushOutcome, ServerConfig,
@@ -23,8 +23,9 @@ use jemput_sync_protocol::batch::{
 };
 use tokio::sync::OnceCell;
 
-use super::Hub;
 use super::batch_push::{BatchPush, BatchPushOutcome, compensation_reason};
+use super::{Hub, index};
+use crate::audit::{AuditAction, AuditActor, NewAuditEntry};
 use crate::storage::{
     BatchDevice, ChunkKind, DeviceId, ExchangeOutcome, FeedEntry, FeedScope, Identity, Storage,
     StorageError,
@@ -198,7 +199,8 @@ impl<S: Storage> BatchSync<S> {
         } else {
             exchange.feed_after()
         };
-        self.offer_feed(identity, device, &mut exchange, after, head)
+        let mut reads = Vec::new();
+        self.offer_feed(identity, device, &mut exchange, after, head, &mut reads)
             .await?;
 
         let finished = exchange.finish(head);
@@ -218,6 +220,11 @@ impl<S: Storage> BatchSync<S> {
             },
         };
         self.storage().record_exchange(device, outcome).await?;
+        for entry in reads {
+            if let Err(error) = self.storage().append(entry).await {
+                tracing::error!(%error, "audit append failed");
+            }
+        }
         Ok(finished.response)
     }
 
@@ -306,6 +313,8 @@ impl<S: Storage> BatchSync<S> {
     }
 
     /// Step 4: the feed after `after` up to `head`, in the device's scope, ascending.
+    /// Applications delivered are added to `reads`, to record who received whose personal
+    /// data (as the WebSocket path does).
     async fn offer_feed(
         &self,
         identity: &Identity,
@@ -313,6 +322,7 @@ impl<S: Storage> BatchSync<S> {
         exchange: &mut ServerExchange,
         mut after: Option<u64>,
         head: u64,
+        reads: &mut Vec<NewAuditEntry>,
     ) -> Result<(), BatchSyncError> {
         let scope = feed_scope(identity);
         loop {
@@ -325,12 +335,16 @@ impl<S: Storage> BatchSync<S> {
                     FeedEntry::Changed { seq, document_id } => {
                         let doc = self.load(document_id).await?;
                         let knowledge = self.storage().knowledge(device, document_id).await?;
-                        exchange.offer(FeedItem::Changed {
+                        let offer = exchange.offer(FeedItem::Changed {
                             document_id,
                             seq,
                             doc: &doc,
                             knowledge: &knowledge,
-                        })
+                        });
+                        if offer == Offer::Delivered {
+                            reads.extend(self.personal_data_read(identity, document_id, &doc));
+                        }
+                        offer
                     }
                     FeedEntry::Left {
                         seq,
@@ -352,6 +366,27 @@ impl<S: Storage> BatchSync<S> {
             }
             after = Some(page.through);
         }
+    }
+
+    /// The audit entry for delivering an application to `identity` (UU PDP Art. 32: who
+    /// received this citizen's data), keyed by the citizen, never the NIK.
+    fn personal_data_read(
+        &self,
+        identity: &Identity,
+        document_id: DocumentId,
+        doc: &Automerge,
+    ) -> Option<NewAuditEntry> {
+        let facts = index::facts(doc)?;
+        if facts.kind != DocumentKind::Application {
+            return None;
+        }
+        let now = crate::auth::now_millis();
+        let mut entry =
+            NewAuditEntry::new(now, AuditAction::PersonalDataRead, AuditActor::of(identity));
+        entry.subject = Some(document_id.to_string());
+        entry.citizen = index::citizen_key(doc, self.hub.citizen_secret(), now);
+        entry.detail = Some("batch sync".into());
+        Some(entry)
     }
 
     /// A document as stored, loaded off the reactor.
