@@ -357,3 +357,69 @@ async fn refusals_compensations_and_removals_are_reported() {
     assert!(a.document(kept).await.is_err());
     assert_eq!(a.list().await.expect("list").len(), 2);
 }
+
+#[tokio::test]
+async fn a_link_dropping_every_20_kb_still_delivers_every_change_once() {
+    use jemput_tests::link::{DropMode, LinkEmulator, LinkProfile};
+    use rand::RngCore;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (address, shared) = serve(reference_server()).await;
+    let link = LinkEmulator::start(
+        address,
+        LinkProfile {
+            drop_after_bytes: Some(20_000),
+            drop_mode: DropMode::Repeating,
+            ..LinkProfile::default()
+        },
+    )
+    .await
+    .expect("link");
+    let a = device(&dir, "a", link.address(), "token-a", 1).await;
+    let mut ids = Vec::new();
+    for _ in 0..80 {
+        let id = a
+            .create_application(application())
+            .await
+            .expect("capture")
+            .id;
+        // Incompressible notes, so the bodies really are large on the wire.
+        let mut noise = [0u8; 400];
+        rand::rng().fill_bytes(&mut noise);
+        a.set_applicant(id, "address", &hex::encode(noise))
+            .await
+            .expect("edit");
+        ids.push(id);
+    }
+    let options = SyncOptions {
+        max_exchanges: 64,
+        attempts: 2,
+        ..options()
+    };
+    let report = a
+        .sync(&http(), &options)
+        .await
+        .expect("sync over the dropping link");
+    assert!(report.complete, "{report:?}");
+    assert!(
+        report.abandoned >= 1,
+        "the first plan is too large for this link"
+    );
+    let mut acknowledged = report.acknowledged.clone();
+    acknowledged.sort();
+    acknowledged.dedup();
+    assert_eq!(acknowledged.len(), ids.len());
+    let mut local = Vec::new();
+    for id in &ids {
+        local.push(a.document(*id).await.expect("local").get_heads());
+    }
+    let shared = shared.lock().expect("lock");
+    for (id, heads) in ids.iter().zip(&local) {
+        let on_server = shared.server.document(id).expect("stored").get_heads();
+        assert_eq!(&on_server, heads, "every change arrived");
+    }
+    eprintln!(
+        "dropping link: {} round trips, {} exchanges, {} abandoned, {} B sent",
+        report.round_trips, report.exchanges, report.abandoned, report.bytes_sent
+    );
+}
