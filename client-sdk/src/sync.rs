@@ -224,6 +224,12 @@ pub async fn enrol(
         actor_ids,
     };
     client.store.save_enrolment(&enrolment, now_ms()).await?;
+    // The session was only needed to enrol; end it (best effort).
+    let _ = http
+        .post(format!("{base}/v1/auth/logout"))
+        .header(AUTHORIZATION, format!("Bearer {session}"))
+        .send()
+        .await;
     tracing::info!(device = %enrolment.device_id, "perangkat terdaftar");
     Ok(enrolment)
 }
@@ -367,7 +373,7 @@ impl Client {
         let mut state = before.clone();
         let request = loop {
             let ids = state.documents_for_request();
-            let docs = loaded_docs(Store::load_many(&mut tx, &ids).await?);
+            let docs = loaded_docs(load_or_lose(&mut tx, &ids, &mut state).await?);
             let mut key = [0u8; 16];
             rand::rng().fill_bytes(&mut key);
             match state.plan_request(IdempotencyKey::from_bytes(key), &docs, limits) {
@@ -402,12 +408,7 @@ impl Client {
         let before = Store::load_state(&mut tx).await?;
         let mut state = before.clone();
         let ids = state.documents_for_response(&response);
-        let loaded = Store::load_many(&mut tx, &ids).await?;
-        for id in &ids {
-            if !loaded.contains_key(id) {
-                state.document_lost(*id);
-            }
-        }
+        let loaded = load_or_lose(&mut tx, &ids, &mut state).await?;
         let mut docs: BTreeMap<DocumentId, Automerge> =
             loaded.iter().map(|(id, l)| (*id, l.doc.clone())).collect();
         let effects = match state.apply_response(response, &mut docs) {
@@ -447,6 +448,30 @@ impl Client {
         report.repairing.extend(&effects.repairing);
         Ok(effects.sync_again)
     }
+}
+
+/// Loads the named documents; one the store lacks or cannot load is marked lost in the sync
+/// state, so sync asks the server for all of it (its next save replaces the bad copy).
+async fn load_or_lose(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    ids: &[DocumentId],
+    state: &mut jemput_sync_protocol::batch::DeviceState,
+) -> Result<BTreeMap<DocumentId, Loaded>, SyncError> {
+    let mut out = BTreeMap::new();
+    for id in ids {
+        match Store::load(tx, *id).await {
+            Ok(Some(loaded)) => {
+                out.insert(*id, loaded);
+            }
+            Ok(None) => state.document_lost(*id),
+            Err(StoreError::Corrupt(_, error)) => {
+                tracing::error!(document = %id, %error, "dokumen lokal rusak, diminta ulang dari server");
+                state.document_lost(*id);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(out)
 }
 
 fn loaded_docs(loaded: BTreeMap<DocumentId, Loaded>) -> BTreeMap<DocumentId, Automerge> {

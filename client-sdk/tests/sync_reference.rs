@@ -423,3 +423,57 @@ async fn a_link_dropping_every_20_kb_still_delivers_every_change_once() {
         report.round_trips, report.exchanges, report.abandoned, report.bytes_sent
     );
 }
+
+#[tokio::test]
+async fn a_corrupt_local_copy_is_fetched_whole_from_the_server() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (address, shared) = serve(reference_server()).await;
+    let a = device(&dir, "a", address, "token-a", 1).await;
+    let http = http();
+    let id = a
+        .create_application(application())
+        .await
+        .expect("capture")
+        .id;
+    a.sync(&http, &options()).await.expect("sync");
+
+    // The device's copy is damaged; then the server changes the document.
+    let pool =
+        sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("a.db").display()))
+            .await
+            .expect("open the store directly");
+    sqlx::query("UPDATE documents SET snapshot = x'00ff' WHERE id = ?")
+        .bind(id.as_bytes().as_slice())
+        .execute(&pool)
+        .await
+        .expect("corrupt");
+    sqlx::query("DELETE FROM document_chunks")
+        .execute(&pool)
+        .await
+        .expect("corrupt");
+    pool.close().await;
+    assert!(a.document(id).await.is_err());
+    shared.lock().expect("lock").server.edit(id, |doc| {
+        let mut tx = doc.transaction();
+        tx.put(ROOT, "status", "in_review").expect("put");
+        tx.commit();
+    });
+
+    let report = a.sync(&http, &options()).await.expect("sync");
+    assert!(report.complete, "{report:?}");
+    let server_heads = shared
+        .lock()
+        .expect("lock")
+        .server
+        .document(&id)
+        .expect("doc")
+        .get_heads();
+    assert_eq!(
+        a.document(id).await.expect("healed").get_heads(),
+        server_heads
+    );
+    assert_eq!(
+        a.application(id).await.expect("view").status.as_str(),
+        "in_review"
+    );
+}
