@@ -265,8 +265,9 @@ fn unexpected(status: u16, detail: &str) -> SyncError {
 
 /// One attempt's outcome.
 enum Attempt {
-    /// A response body to apply.
-    Response(Vec<u8>),
+    /// A response body to apply, and whether the server takes gzip request bodies (from the
+    /// `Accept-Encoding` it lists, RFC 7694; `None` when it lists nothing).
+    Response(Vec<u8>, Option<bool>),
     /// Try the same request again after the delay (network error, 5xx, 503).
     Retry(String, Option<Duration>),
     /// Resend the same request uncompressed (415).
@@ -313,7 +314,12 @@ impl Client {
                     Err(e) => return Err(e),
                 };
                 match outcome {
-                    Attempt::Response(bytes) => break Some(bytes),
+                    Attempt::Response(bytes, takes_gzip) => {
+                        if let Some(takes_gzip) = takes_gzip {
+                            compress = takes_gzip;
+                        }
+                        break Some(bytes);
+                    }
                     Attempt::Uncompressed if compress => {
                         compress = false;
                         attempt -= 1;
@@ -512,6 +518,11 @@ async fn send(
         Err(e) => return Ok(Attempt::Retry(e.to_string(), None)),
     };
     let status = response.status();
+    let takes_gzip = response
+        .headers()
+        .get(reqwest::header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(',').any(|c| c.trim().eq_ignore_ascii_case("gzip")));
     let retry_after = response
         .headers()
         .get(RETRY_AFTER)
@@ -524,7 +535,7 @@ async fn send(
     };
     report.bytes_received += bytes.len() as u64;
     match status {
-        StatusCode::OK => Ok(Attempt::Response(bytes.to_vec())),
+        StatusCode::OK => Ok(Attempt::Response(bytes.to_vec(), takes_gzip)),
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
             Err(SyncError::Unauthorised(status.as_u16()))
         }
