@@ -73,6 +73,11 @@ struct PeerSync {
     waiting_since: Option<Instant>,
     /// Personal data delivered to this peer has been recorded in the audit log.
     read_audited: bool,
+    /// The peer sent changes in this batch and must hear our heads back. Applying a batch
+    /// at once can swallow the reply a one-at-a-time server would have sent: a peer's
+    /// follow-up message announcing the heads we now share makes Automerge treat them as
+    /// already told, and the peer would never learn its changes arrived.
+    reply_owed: bool,
 }
 
 pub(super) struct DocumentActor<S> {
@@ -221,6 +226,7 @@ impl<S: Storage> DocumentActor<S> {
         &mut self,
         received: Vec<(PeerHandle, ReceiveKind, Vec<u8>, OwnedSemaphorePermit)>,
     ) {
+        tracing::trace!(document = %self.id, messages = received.len(), "receiving");
         let senders: Vec<PeerHandle> = received.iter().map(|(from, ..)| from.clone()).collect();
         let mut incoming = Vec::with_capacity(received.len());
         for (from, kind, data, _permit) in received {
@@ -230,10 +236,15 @@ impl<S: Storage> DocumentActor<S> {
             }
             self.ensure_peer(&from).await;
             match sync::Message::decode(&data) {
-                Ok(message) => incoming.push(Incoming {
-                    from: from.clone(),
-                    message,
-                }),
+                Ok(message) => {
+                    tracing::trace!(document = %self.id, peer = %from.peer_id(),
+                        heads = ?message.heads, changes = message.changes.len(),
+                        need = message.need.len(), have = message.have.len(), "sync message in");
+                    incoming.push(Incoming {
+                        from: from.clone(),
+                        message,
+                    })
+                }
                 Err(error) => {
                     tracing::warn!(%error, document = %self.id, peer = %from.peer_id(),
                         "malformed automerge sync message");
@@ -259,6 +270,7 @@ impl<S: Storage> DocumentActor<S> {
         self.report_verdicts(&verdicts).await;
 
         let changed = self.doc.get_heads() != heads_before;
+        tracing::trace!(document = %self.id, changed, "applied");
         if changed && !self.persist_changes(&heads_before, &senders).await {
             return;
         }
@@ -720,7 +732,13 @@ impl<S: Storage> DocumentActor<S> {
                     continue;
                 }
                 peer.waiting_since = None;
+                if std::mem::take(&mut peer.reply_owed) {
+                    peer.state.last_sent_heads.clear();
+                }
                 if let Some(message) = doc.generate_sync_message(&mut peer.state) {
+                    tracing::trace!(%document, peer = %recipient.peer_id(), heads = ?message.heads,
+                        changes = message.changes.len(), need = message.need.len(),
+                        "sync message out");
                     let carries_content = !message.changes.is_empty();
                     outgoing.push((
                         recipient.clone(),
@@ -907,6 +925,7 @@ impl<S: Storage> DocumentActor<S> {
                 state,
                 waiting_since: None,
                 read_audited: false,
+                reply_owed: false,
             },
         );
     }
@@ -1051,23 +1070,32 @@ impl<S: Storage> DocumentActor<S> {
     }
 }
 
-/// The actors of the changes in `message` that `doc` does not have yet. A V2 message carries
-/// a whole document chunk, so it is loaded into a scratch document to list its changes.
+/// The actors of the changes in `message` that `doc` does not have yet. A V1 message carries
+/// change chunks, read one by one; anything else (a V2 message's document chunk, compressed
+/// chunks) is loaded into a copy of the document, which resolves dependencies on what the
+/// document already holds.
 fn new_change_actors(doc: &Automerge, message: &sync::Message) -> Vec<ActorId> {
     let mut actors = HashSet::new();
-    for chunk in message.changes.iter() {
-        let changes: Vec<Change> = match Change::from_bytes(chunk.to_vec()) {
-            Ok(change) => vec![change],
-            Err(_) => match Automerge::load(chunk) {
-                Ok(scratch) => scratch.get_changes(&[]),
+    let parsed: Option<Vec<Change>> = message
+        .changes
+        .iter()
+        .map(|chunk| Change::from_bytes(chunk.to_vec()).ok())
+        .collect();
+    let changes = match parsed {
+        Some(changes) => changes,
+        None => {
+            let mut scratch = doc.clone();
+            for chunk in message.changes.iter() {
                 // Unreadable: `receive_sync_message` will reject the message itself.
-                Err(_) => Vec::new(),
-            },
-        };
-        for change in changes {
-            if doc.get_change_by_hash(&change.hash()).is_none() {
-                actors.insert(change.actor_id().clone());
+                let _ = scratch.load_incremental(chunk);
             }
+            // `a.get_changes_added(b)` lists what `b` has and `a` lacks.
+            doc.get_changes_added(&scratch)
+        }
+    };
+    for change in changes {
+        if doc.get_change_by_hash(&change.hash()).is_none() {
+            actors.insert(change.actor_id().clone());
         }
     }
     actors.into_iter().collect()
@@ -1098,6 +1126,7 @@ fn apply_and_judge(
             continue;
         };
         let state_before = peer.state.clone();
+        peer.reply_owed |= carries_changes;
         for message in messages {
             if let Err(error) = doc.receive_sync_message(&mut peer.state, message) {
                 verdicts.rejected.push((connection, error.to_string()));
