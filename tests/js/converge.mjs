@@ -15,12 +15,14 @@
 import {
   cli, intOpt, requireWsUrl, deadline, run, succeed, usageError, waitFor, sleep,
   Client, ImmutableString, headsEqual, plain, dirOrTemp, removeDir,
+  clientUrl, jemputDocument,
 } from "./lib.mjs";
 import path from "node:path";
 
-const USAGE = "usage: node converge.mjs --url ws://HOST:PORT/v1/ws [--docs N] [--changes N] [--timeout-ms MS] [--find-early] [--state-dir DIR]";
+const USAGE = "usage: node converge.mjs --url ws://HOST:PORT/v1/ws [--url-b URL] [--docs N] [--changes N] [--timeout-ms MS] [--find-early] [--state-dir DIR]";
 const opts = cli("converge", {
   url: {},
+  "url-b": {},
   docs: { default: "3" },
   changes: { default: "5" },
   "timeout-ms": { default: "60000" },
@@ -28,6 +30,7 @@ const opts = cli("converge", {
   "state-dir": {},
 }, USAGE);
 const url = requireWsUrl(opts, USAGE);
+const urlB = clientUrl(opts, "b");
 const docs = intOpt(opts, "docs", USAGE);
 const changes = intOpt(opts, "changes", USAGE);
 const timeoutMs = intOpt(opts, "timeout-ms", USAGE);
@@ -50,7 +53,7 @@ function complete(doc) {
 run(async () => {
   const stateDir = dirOrTemp(opts["state-dir"], "converge");
   const a = new Client({ name: "A", url, storageDir: path.join(stateDir, "a") });
-  const b = new Client({ name: "B", url, storageDir: path.join(stateDir, "b") });
+  const b = new Client({ name: "B", url: urlB, storageDir: path.join(stateDir, "b") });
 
   stage = "connecting";
   await a.waitConnected(Math.min(left(), 20000));
@@ -60,6 +63,7 @@ run(async () => {
   const handlesA = [];
   for (let d = 0; d < docs; d++) {
     const h = a.repo.create({
+      ...jemputDocument(),
       kind: new ImmutableString("jemput/interop-test@1"),
       title: `document ${d} by A`, // a plain string: JS Automerge 3 stores it as Text
       a: {},

@@ -17,11 +17,13 @@ import { getConflicts, splice } from "@automerge/automerge-repo";
 import {
   cli, intOpt, requireWsUrl, deadline, run, succeed, usageError, waitFor, sleep,
   Client, ImmutableString, headsEqual, plain, str, dirOrTemp, removeDir,
+  clientUrl, jemputDocument,
 } from "./lib.mjs";
 
-const USAGE = "usage: node disconnected-edits.mjs --url ws://HOST:PORT/v1/ws [--docs N] [--changes N] [--reconnect new-repo|same-repo] [--timeout-ms MS] [--state-dir DIR]";
+const USAGE = "usage: node disconnected-edits.mjs --url ws://HOST:PORT/v1/ws [--url-b URL] [--docs N] [--changes N] [--reconnect new-repo|same-repo] [--timeout-ms MS] [--state-dir DIR]";
 const opts = cli("disconnected-edits", {
   url: {},
+  "url-b": {},
   docs: { default: "3" },
   changes: { default: "4" },
   reconnect: { default: "new-repo" },
@@ -29,6 +31,7 @@ const opts = cli("disconnected-edits", {
   "state-dir": {},
 }, USAGE);
 const url = requireWsUrl(opts, USAGE);
+const urlB = clientUrl(opts, "b");
 const docs = intOpt(opts, "docs", USAGE);
 const changes = intOpt(opts, "changes", USAGE);
 const timeoutMs = intOpt(opts, "timeout-ms", USAGE);
@@ -61,7 +64,7 @@ run(async () => {
   const stateDir = dirOrTemp(opts["state-dir"], "disconnected");
   const storageB = path.join(stateDir, "b");
   const a = new Client({ name: "A", url, storageDir: path.join(stateDir, "a") });
-  let b = new Client({ name: "B", url, storageDir: storageB });
+  let b = new Client({ name: "B", url: urlB, storageDir: storageB });
   const peerB = b.peerId;
 
   stage = "connecting";
@@ -72,6 +75,7 @@ run(async () => {
   const handlesA = [];
   for (let d = 0; d < docs; d++) {
     handlesA.push(a.repo.create({
+      ...jemputDocument(),
       title: `document ${d}`,
       shared: new ImmutableString("initial"),
       a: {},
@@ -130,7 +134,7 @@ run(async () => {
     b.connect(url);
   } else {
     await b.shutdown();
-    b = new Client({ name: "B (reconnected)", url, storageDir: storageB, peerId: peerB });
+    b = new Client({ name: "B (reconnected)", url: urlB, storageDir: storageB, peerId: peerB });
     handlesB.length = 0;
   }
   await b.waitConnected(Math.min(left(), 20000));

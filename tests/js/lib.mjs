@@ -83,6 +83,30 @@ export function requireWsUrl(values, usage) {
   return url;
 }
 
+/**
+ * The URL of client `who` ("b", "c"): `--url-<who>` when given (a Jemput server wants one token
+ * per client: each is its own officer's device), else `--url`.
+ */
+export function clientUrl(values, who) {
+  const url = values[`url-${who}`] ?? values.url;
+  if (url !== undefined && !/^wss?:\/\//.test(url)) usageError(`--url-${who} must be a ws:// or wss:// URL`);
+  return url;
+}
+
+/**
+ * What makes a document a Jemput document the server accepts: a known schema and a region in
+ * the test officers' district (Tegalrejo, Kota Yogyakarta). Scalars, not Text, as the SDK writes.
+ */
+export function jemputDocument(schema = "jemput/visit@1") {
+  return {
+    schema: new ImmutableString(schema),
+    region: {
+      district: new ImmutableString("34.71.01"),
+      village: new ImmutableString("34.71.01.1001"),
+    },
+  };
+}
+
 let finished = false;
 
 /** Prints the one-line JSON result and exits 0. */

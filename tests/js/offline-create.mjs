@@ -27,13 +27,15 @@ import path from "node:path";
 import {
   cli, intOpt, deadline, run, succeed, usageError, sleep,
   Client, ImmutableString, headsEqual, plain,
+  clientUrl, jemputDocument,
 } from "./lib.mjs";
 
-const USAGE = "usage: node offline-create.mjs --phase create|sync|verify|all|create-and-wait --state-dir DIR [--url ws://HOST:PORT/v1/ws] [--docs N] [--changes N] [--timeout-ms MS]";
+const USAGE = "usage: node offline-create.mjs --phase create|sync|verify|all|create-and-wait --state-dir DIR [--url ws://HOST:PORT/v1/ws] [--url-b URL] [--docs N] [--changes N] [--timeout-ms MS]";
 const opts = cli("offline-create", {
   phase: {},
   "state-dir": {},
   url: {},
+  "url-b": {},
   docs: { default: "3" },
   changes: { default: "4" },
   "timeout-ms": { default: "60000" },
@@ -63,7 +65,7 @@ async function createDocs(a) {
   const handles = [];
   for (let d = 0; d < docs; d++) {
     const h = a.repo.create({
-      schema: new ImmutableString("jemput/application@1"),
+      ...jemputDocument("jemput/application@1"),
       trackingCode: new ImmutableString(`JPT-TEST-${String(d).padStart(4, "0")}-${Date.now() % 10000}`),
       status: new ImmutableString("draft"),
       applicant: { name: `Warga Sintetis ${d}`, nik: new ImmutableString("3471010101900001") },
@@ -104,7 +106,7 @@ function readState() {
 
 /** A client with no storage and a new peer id finds every document and checks it. */
 async function verifyWithFreshClient(name, state) {
-  const c = new Client({ name, url });
+  const c = new Client({ name, url: clientUrl(opts, "b") });
   stage = `client ${name} connecting`;
   await c.waitConnected(left());
   for (const d of state.docs) {

@@ -61,7 +61,11 @@ impl TestServer {
             .args(&self.extra_args)
             .env_remove("DATABASE_URL")
             .env_remove("JEMPUT_DATABASE_URL")
-            .env("JEMPUT_LOG", "info,jemput_server=debug")
+            .env(
+                "JEMPUT_LOG",
+                std::env::var("JEMPUT_TEST_SERVER_LOG")
+                    .unwrap_or_else(|_| "info,jemput_server=debug".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);

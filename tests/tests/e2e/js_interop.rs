@@ -4,12 +4,21 @@
 use std::time::Duration;
 
 use jemput_tests::node::{js_peers_available, run_script};
+use jemput_tests::provision::HOME_DISTRICT;
 use jemput_tests::server::free_local_address;
 use jemput_tests::{TestDatabase, TestServer, wait_until};
 
 use crate::JEMPUT;
 
 const SCRIPT_LIMIT: Duration = Duration::from_secs(120);
+
+/// WebSocket URLs of two officers of the home district, each with an enrolled device: JS
+/// client A uses the first, B (and any fresh client) the second.
+async fn two_officers(server: &TestServer) -> (String, String) {
+    let a = server.officer("js-a", &[HOME_DISTRICT]).await;
+    let b = server.officer("js-b", &[HOME_DISTRICT]).await;
+    (server.ws_url_for(a.token()), server.ws_url_for(b.token()))
+}
 
 async fn script(name: &str, args: &[&str]) {
     let output = run_script(name, args, SCRIPT_LIMIT).await;
@@ -27,17 +36,34 @@ async fn js_clients_create_find_and_converge() {
     }
     for database in TestDatabase::every("js converge").await {
         let server = TestServer::start(JEMPUT, database).await;
-        let url = server.ws_url();
+        let (url, url_b) = two_officers(&server).await;
         script(
             "converge.mjs",
-            &["--url", &url, "--docs", "4", "--changes", "5"],
+            &[
+                "--url",
+                &url,
+                "--url-b",
+                &url_b,
+                "--docs",
+                "4",
+                "--changes",
+                "5",
+            ],
         )
         .await;
         // A second client asking while the first is still uploading must not be told
         // `doc-unavailable`.
         script(
             "converge.mjs",
-            &["--url", &url, "--docs", "4", "--find-early"],
+            &[
+                "--url",
+                &url,
+                "--url-b",
+                &url_b,
+                "--docs",
+                "4",
+                "--find-early",
+            ],
         )
         .await;
     }
@@ -58,18 +84,36 @@ async fn a_document_created_offline_in_js_syncs_and_survives_a_server_kill() {
         .await;
 
         let mut server = TestServer::start(JEMPUT, database).await;
-        let url = server.ws_url();
+        let (url, url_b) = two_officers(&server).await;
         script(
             "offline-create.mjs",
-            &["--phase", "sync", "--state-dir", state_dir, "--url", &url],
+            &[
+                "--phase",
+                "sync",
+                "--state-dir",
+                state_dir,
+                "--url",
+                &url,
+                "--url-b",
+                &url_b,
+            ],
         )
         .await;
         server.kill().await;
         server.restart().await;
-        let url = server.ws_url();
+        // Same address and database after the restart, so the same URLs.
         script(
             "offline-create.mjs",
-            &["--phase", "verify", "--state-dir", state_dir, "--url", &url],
+            &[
+                "--phase",
+                "verify",
+                "--state-dir",
+                state_dir,
+                "--url",
+                &url,
+                "--url-b",
+                &url_b,
+            ],
         )
         .await;
     }
@@ -82,8 +126,11 @@ async fn a_js_client_that_started_before_the_server_syncs_once_it_is_up() {
     }
     let state = tempfile::tempdir().expect("tempdir");
     let state_dir = state.path().to_str().expect("utf-8 path").to_owned();
+    // Enrol the officers, then take the server down before the client starts.
     let address = free_local_address();
-    let url = format!("ws://{address}/v1/ws");
+    let mut server = TestServer::start_on(JEMPUT, TestDatabase::sqlite(), &[], &address).await;
+    let (url, url_b) = two_officers(&server).await;
+    assert!(server.stop().await, "server stops cleanly");
     let client = tokio::spawn({
         let state_dir = state_dir.clone();
         async move {
@@ -96,6 +143,8 @@ async fn a_js_client_that_started_before_the_server_syncs_once_it_is_up() {
                     &state_dir,
                     "--url",
                     &url,
+                    "--url-b",
+                    &url_b,
                 ],
                 SCRIPT_LIMIT,
             )
@@ -108,7 +157,7 @@ async fn a_js_client_that_started_before_the_server_syncs_once_it_is_up() {
         async move { exists }
     })
     .await;
-    let _server = TestServer::start_on(JEMPUT, TestDatabase::sqlite(), &[], &address).await;
+    server.restart().await;
     let output = client.await.expect("client task");
     assert!(
         output.success,
@@ -124,11 +173,11 @@ async fn js_edits_made_while_disconnected_merge_on_reconnect() {
     }
     for database in TestDatabase::every("js disconnected edits").await {
         let server = TestServer::start(JEMPUT, database).await;
-        let url = server.ws_url();
+        let (url, url_b) = two_officers(&server).await;
         for mode in ["new-repo", "same-repo"] {
             script(
                 "disconnected-edits.mjs",
-                &["--url", &url, "--reconnect", mode],
+                &["--url", &url, "--url-b", &url_b, "--reconnect", mode],
             )
             .await;
         }
