@@ -18,6 +18,8 @@ pub const COMPENSATIONS: &str = "jemput_compensations_total";
 pub const AUTH_REFUSED: &str = "jemput_auth_refused_total";
 /// Logins by outcome (`succeeded`, `failed`, `throttled`).
 pub const LOGINS: &str = "jemput_logins_total";
+/// Batch sync exchanges (`POST /v1/sync`) by outcome (`served`, `replayed`, `failed`).
+pub const BATCH_EXCHANGES: &str = "jemput_batch_exchanges_total";
 
 /// Installs the process-wide recorder once and returns a handle that renders it. Later calls
 /// (several servers in one test process) share the first recorder.

@@ -84,6 +84,13 @@ impl From<ExchangeError> for BatchSyncError {
     }
 }
 
+/// How a response came about, for metrics.
+enum Served {
+    Fresh,
+    /// A retry answered with the stored response.
+    Replay,
+}
+
 /// Feed entries read per query.
 const FEED_PAGE: u32 = 256;
 /// Pushes handed to document actors at once.
@@ -128,13 +135,19 @@ impl<S: Storage> BatchSync<S> {
             let _running = lock.lock().await;
             self.exchange_alone(identity, &device, body).await
         };
+        let outcome = match &result {
+            Ok((_, Served::Fresh)) => "served",
+            Ok((_, Served::Replay)) => "replayed",
+            Err(_) => "failed",
+        };
+        metrics::counter!(crate::metrics::BATCH_EXCHANGES, "outcome" => outcome).increment(1);
         let mut locks = self.locks();
         // Ours and the map's: nobody else waits, so the entry can go (the map stays bounded
         // by the devices syncing right now).
         if Arc::strong_count(&lock) == 2 {
             locks.remove(&device);
         }
-        result
+        result.map(|(response, _)| response)
     }
 
     fn locks(&self) -> std::sync::MutexGuard<'_, HashMap<DeviceId, Arc<tokio::sync::Mutex<()>>>> {
@@ -169,11 +182,11 @@ impl<S: Storage> BatchSync<S> {
         identity: &Identity,
         device: &DeviceId,
         body: &[u8],
-    ) -> Result<Vec<u8>, BatchSyncError> {
+    ) -> Result<(Vec<u8>, Served), BatchSyncError> {
         let config = self.server_config().await?;
         let stored = self.storage().batch_device(device).await?;
         let mut exchange = match ServerExchange::begin(&config, &stored.record, body)? {
-            Begin::Replay(response) => return Ok(response),
+            Begin::Replay(response) => return Ok((response, Served::Replay)),
             Begin::Fresh(exchange) => exchange,
         };
         self.push(identity, &mut exchange).await?;
@@ -225,7 +238,7 @@ impl<S: Storage> BatchSync<S> {
                 tracing::error!(%error, "audit append failed");
             }
         }
-        Ok(finished.response)
+        Ok((finished.response, Served::Fresh))
     }
 
     /// Step 2: every push through its document's actor; a failed store fails the exchange
