@@ -640,3 +640,46 @@ async fn documents_entering_and_leaving_a_devices_scope_are_delivered_and_remove
         assert!(phone.docs.is_empty());
     }
 }
+
+#[tokio::test]
+async fn lost_replies_and_concurrent_copies_lose_and_duplicate_nothing() {
+    for database in TestDatabase::every("batch_lost_reply").await {
+        let server = TestServer::start(JEMPUT, database).await;
+        let alice = server.officer("alice", &[HOME_DISTRICT]).await;
+        let bob = server.officer("bob", &[HOME_DISTRICT]).await;
+        let mut phone = Phone::of(&alice);
+        let id = new_document_id();
+        let actor = phone.actor.clone();
+        phone.put(id, visit(&actor, HOME_DISTRICT, HOME_VILLAGE, "first"));
+        phone.sync_once(&server).await;
+
+        // Bob's change is delivered in a reply the phone never gets; it gives up on that
+        // request and plans a new one with its old cursor: the change comes again.
+        edit_over_websocket(&server, &bob, "peer-bob", id, "bob", "seen").await;
+        let body = phone.plan();
+        let lost = post_sync(&server, Some(&phone.token), &[], &body).await;
+        assert_eq!(lost.status, 200);
+        assert_eq!(
+            decode_response(&lost.body).expect("response").updates.len(),
+            1
+        );
+        phone.state.abandon_pending();
+        let again = phone.sync_once(&server).await;
+        assert_eq!(again.response.updates.len(), 1);
+        assert_eq!(get(&phone.docs[&id], "bob").as_deref(), Some("seen"));
+
+        // Two copies of one request at once (a retry racing the original): one exchange.
+        phone.edit(id, "note", "second");
+        let body = phone.plan();
+        let (one, two) = tokio::join!(
+            post_sync(&server, Some(&phone.token), &[], &body),
+            post_sync(&server, Some(&phone.token), &[], &body)
+        );
+        assert_eq!((one.status, two.status), (200, 200));
+        assert_eq!(one.body, two.body);
+        let (response, _) = phone.apply(&one.body);
+        assert_eq!(response.acks, vec![Ack::Accepted]);
+        let idle = phone.sync_once(&server).await;
+        assert!(idle.response.updates.is_empty() && idle.response.acks.is_empty());
+    }
+}
