@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{ConnectionLimits, DatabaseConfig, ServeConfig, TlsConfig};
-use crate::sync::HubConfig;
+use crate::sync::{BatchConfig, HubConfig};
 use crate::telemetry::{self, LogFormat};
 use crate::{admin, startup, tls};
 
@@ -106,6 +106,12 @@ struct ServeArgs {
     /// Documents kept in memory at most.
     #[arg(long, env = "JEMPUT_MAX_DOCUMENTS_IN_MEMORY", default_value_t = HubConfig::default().max_documents_in_memory)]
     max_documents_in_memory: usize,
+    /// Largest batch sync request body accepted (after decompression), in bytes.
+    #[arg(long, env = "JEMPUT_SYNC_MAX_REQUEST_BYTES", default_value_t = BatchConfig::default().max_request_bytes)]
+    sync_max_request_bytes: usize,
+    /// Batch sync responses stop adding updates at about this size (the device syncs again).
+    #[arg(long, env = "JEMPUT_SYNC_MAX_RESPONSE_BYTES", default_value_t = BatchConfig::default().max_response_bytes)]
+    sync_max_response_bytes: usize,
     /// Seconds shutdown waits for connections and writes to finish.
     #[arg(long, env = "JEMPUT_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
     shutdown_grace_secs: u64,
@@ -136,6 +142,11 @@ impl ServeArgs {
                 document_idle: Duration::from_secs(self.document_idle_secs),
                 max_documents_in_memory: self.max_documents_in_memory.max(1),
                 ..HubConfig::default()
+            },
+            batch: BatchConfig {
+                max_request_bytes: self.sync_max_request_bytes.max(1024),
+                max_response_bytes: self.sync_max_response_bytes.max(1024),
+                ..BatchConfig::default()
             },
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
         }

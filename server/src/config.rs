@@ -105,6 +105,8 @@ pub struct ServeConfig {
     pub tls: Option<TlsConfig>,
     pub limits: ConnectionLimits,
     pub hub: HubConfig,
+    /// Limits of batch sync (`POST /v1/sync`).
+    pub batch: crate::sync::BatchConfig,
     /// How long shutdown waits for in-flight work.
     pub shutdown_grace: Duration,
 }

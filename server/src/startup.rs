@@ -109,6 +109,7 @@ async fn serve_storage<S: Storage>(
     let state = Arc::new(AppState {
         hub: Arc::clone(&hub),
         limits: config.limits.clone(),
+        batch: config.batch,
         metrics: crate::metrics::install(),
         shutdown: CancellationToken::new(),
         connections: TaskTracker::new(),

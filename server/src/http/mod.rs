@@ -34,6 +34,8 @@ use authenticated::Authenticated;
 pub struct AppState<S> {
     pub hub: Arc<Hub<S>>,
     pub limits: ConnectionLimits,
+    /// Limits of `POST /v1/sync`.
+    pub batch: crate::sync::BatchConfig,
     pub metrics: PrometheusHandle,
     /// Cancelled when the server starts shutting down.
     pub shutdown: CancellationToken,
@@ -44,7 +46,7 @@ pub struct AppState<S> {
 
 pub fn router<S: Storage>(state: Arc<AppState<S>>) -> Router {
     let api = api::routes(Arc::clone(state.hub.storage()));
-    let batch = sync::routes(Arc::clone(&state.hub), crate::sync::BatchConfig::default());
+    let batch = sync::routes(Arc::clone(&state.hub), state.batch);
     Router::new()
         .route("/v1/ws", get(websocket::<S>))
         .route("/healthz", get(healthz))
