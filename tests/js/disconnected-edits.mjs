@@ -131,7 +131,7 @@ run(async () => {
 
   stage = "B reconnects";
   if (opts.reconnect === "same-repo") {
-    b.connect(url);
+    b.connect(urlB);
   } else {
     await b.shutdown();
     b = new Client({ name: "B (reconnected)", url: urlB, storageDir: storageB, peerId: peerB });
