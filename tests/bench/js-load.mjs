@@ -169,7 +169,13 @@ async function main() {
   const owned = clients.map(c =>
     Array.from({ length: D }, (_, d) =>
       c.repo.create({
-        schema: new ImmutableString("jemput/bench@1"),
+        // A field-visit document in the bench officer's district: what Jemput accepts (the
+        // other servers store anything).
+        schema: new ImmutableString("jemput/visit@1"),
+        region: {
+          district: new ImmutableString("34.71.01"),
+          village: new ImmutableString("34.71.01.1001"),
+        },
         owner: new ImmutableString(c.name),
         doc: d,
         f: {},

@@ -207,6 +207,38 @@ function serverCommand(kind, dataDir) {
   }
 }
 
+/**
+ * Jemput wants a token on every WebSocket: create one officer in the documents' district with
+ * the real admin CLI, log in and enrol a device; every bench client uses that device's token
+ * (each client still has its own peer id and its own Automerge actors).
+ */
+async function enrolBenchDevice(port, dataDir) {
+  const password = "bench-password-long-enough";
+  const args = ["admin", "--data-dir", dataDir, "user", "add", "bench", "--role", "officer",
+    "--region", "34.71.01", "--password-stdin"];
+  if (values["database-url"]) args.push("--database-url", values["database-url"]);
+  await new Promise((resolve, reject) => {
+    const child = spawn(values["jemput-bin"], args, { stdio: ["pipe", "ignore", "pipe"] });
+    let err = "";
+    child.stderr.on("data", d => { err += d; });
+    child.on("exit", code => (code === 0 ? resolve() : reject(new Error(`jemput admin: ${err}`))));
+    child.stdin.end(`${password}\n`);
+  });
+  const base = `http://127.0.0.1:${port}`;
+  const json = { "content-type": "application/json" };
+  const login = await fetch(`${base}/v1/auth/login`, {
+    method: "POST", headers: json, body: JSON.stringify({ username: "bench", password }),
+  });
+  if (!login.ok) throw new Error(`login: ${login.status} ${await login.text()}`);
+  const { token } = await login.json();
+  const enrol = await fetch(`${base}/v1/devices`, {
+    method: "POST", headers: { ...json, authorization: `Bearer ${token}` },
+    body: JSON.stringify({ label: "bench" }),
+  });
+  if (!enrol.ok) throw new Error(`enrol: ${enrol.status} ${await enrol.text()}`);
+  return (await enrol.json()).device_token;
+}
+
 function missingBinary(kind) {
   const { cmd } = serverCommand(kind, "/nonexistent");
   return kind !== "js-reference" && !fs.existsSync(cmd) ? cmd : null;
@@ -289,7 +321,10 @@ async function runOnce(kind, size) {
   try {
     server = await startServer(kind, dataDir);
     const pid = server.child.pid;
-    const query = values["url-query"] ? `?${values["url-query"]}` : "";
+    let query = values["url-query"] ? `?${values["url-query"]}` : "";
+    if (kind === "jemput" && !values["url-query"]) {
+      query = `?token=${encodeURIComponent(await enrolBenchDevice(server.port, dataDir))}`;
+    }
     const url = `ws://127.0.0.1:${server.port}/v1/ws${query}`;
     log(`${kind} ${size.label}: server pid ${pid} on port ${server.port}`);
 
