@@ -3,8 +3,8 @@
 //! the same workloads over the automerge-repo WebSocket protocol for comparison.
 //!
 //! ```text
-//! CARGO_TARGET_DIR=/work/main/target cargo build --release -p jemput-server
-//! CARGO_TARGET_DIR=/work/main/target cargo run --release -p jemput-tests --example bench-2g -- \
+//! cargo build --release -p jemput-server
+//! cargo run --release -p jemput-tests --example bench-2g -- \
 //!     [--server target/release/jemput] [--docs 500]
 //! ```
 //!
@@ -261,7 +261,7 @@ async fn main() -> Result<()> {
     let n_docs: usize = flag("--docs").map_or(Ok(500), |s| s.parse())?;
     if !std::path::Path::new(&binary).is_file() {
         return Err(format!(
-            "{binary} not found: CARGO_TARGET_DIR=/work/main/target cargo build --release -p jemput-server"
+            "{binary} not found: cargo build --release -p jemput-server"
         )
         .into());
     }
