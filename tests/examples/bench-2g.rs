@@ -260,10 +260,7 @@ async fn main() -> Result<()> {
     let binary = flag("--server").unwrap_or_else(|| "target/release/jemput".into());
     let n_docs: usize = flag("--docs").map_or(Ok(500), |s| s.parse())?;
     if !std::path::Path::new(&binary).is_file() {
-        return Err(format!(
-            "{binary} not found: cargo build --release -p jemput-server"
-        )
-        .into());
+        return Err(format!("{binary} not found: cargo build --release -p jemput-server").into());
     }
     let server = TestServer::start_with_args(&binary, TestDatabase::sqlite(), &[]).await;
     let dir = tempfile::tempdir()?;
