@@ -13,8 +13,17 @@ pub const POSTGRES_ENV: &str = "JEMPUT_TEST_DATABASE_URL";
 pub const REQUIRE_POSTGRES_ENV: &str = "JEMPUT_REQUIRE_POSTGRES";
 
 pub enum TestDatabase {
-    Sqlite { dir: TempDir },
-    Postgres { url: String, dir: TempDir },
+    Sqlite {
+        dir: TempDir,
+    },
+    /// Dropped (`WITH (FORCE)`) when the value is dropped, so test databases do not pile up
+    /// on the machine's PostgreSQL.
+    Postgres {
+        url: String,
+        dir: TempDir,
+        admin_url: String,
+        name: String,
+    },
 }
 
 impl TestDatabase {
@@ -48,6 +57,8 @@ impl TestDatabase {
         Some(TestDatabase::Postgres {
             url,
             dir: tempfile::tempdir().expect("temporary directory"),
+            admin_url: base,
+            name,
         })
     }
 
@@ -77,6 +88,42 @@ impl TestDatabase {
         match self {
             TestDatabase::Sqlite { .. } => "sqlite",
             TestDatabase::Postgres { .. } => "postgres",
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let TestDatabase::Postgres {
+            admin_url, name, ..
+        } = self
+        else {
+            return;
+        };
+        let (admin_url, name) = (admin_url.clone(), name.clone());
+        // Drop may run inside an async runtime: use a thread with a runtime of its own.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async {
+                let mut admin = sqlx::PgConnection::connect(&admin_url)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                // `name` is ours (hex digits), never input.
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut admin)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+            })
+        })
+        .join();
+        if let Ok(Err(error)) | Err(error) = dropped.map_err(|_| "panicked".to_owned()) {
+            eprintln!("could not drop test database: {error}");
         }
     }
 }
