@@ -15,8 +15,8 @@ use std::time::Duration;
 use automerge::{ActorId, Automerge};
 use jemput_sync_protocol::DocumentId;
 use jemput_sync_protocol::batch::{
-    BatchRequest, CompensationReason, DeviceLimits, IdempotencyKey, PlanError, RefusalReason,
-    decode_response, encode_request,
+    BatchRequest, CompensationReason, DeviceLimits, DeviceState, IdempotencyKey, PlanError,
+    RefusalReason, decode_response, encode_request,
 };
 use rand::RngCore;
 use reqwest::StatusCode;
@@ -28,6 +28,14 @@ use crate::store::{Enrolment, Loaded, Store, StoreError};
 
 /// Request bodies above this size are gzip-compressed.
 pub const COMPRESS_ABOVE: usize = 256;
+
+/// Default budget of one request body on the wire (after gzip): about 5 s at 2G's 50 kbit/s,
+/// and the most a connection dropped mid-request costs to send again.
+pub const DEFAULT_REQUEST_WIRE_BYTES: usize = 32 * 1024;
+
+/// Default `max_response_bytes` asked of the server (uncompressed; about 32 KB after the
+/// server's gzip), bounding what a reply lost to a drop costs to receive again.
+pub const DEFAULT_RESPONSE_BYTES: u64 = 96 * 1024;
 
 /// Why enrolment or sync failed.
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +77,8 @@ pub struct SyncOptions {
     pub attempts: u32,
     /// First retry delay; doubles each attempt, capped at 16 × this.
     pub backoff: Duration,
-    /// Limits of the first request.
+    /// Limits of the first request. The SDK applies `max_request_bytes` to the body as sent
+    /// (after gzip), so it bounds what a dropped link costs to send again.
     pub limits: DeviceLimits,
     /// Timeout of one HTTP exchange.
     pub timeout: Duration,
@@ -81,7 +90,10 @@ impl Default for SyncOptions {
             max_exchanges: 32,
             attempts: 4,
             backoff: Duration::from_millis(500),
-            limits: DeviceLimits::default(),
+            limits: DeviceLimits {
+                max_request_bytes: DEFAULT_REQUEST_WIRE_BYTES,
+                max_response_bytes: Some(DEFAULT_RESPONSE_BYTES),
+            },
             timeout: Duration::from_secs(120),
         }
     }
@@ -289,9 +301,8 @@ impl Client {
         let mut limits = options.limits;
         let mut compress = true;
         for _ in 0..options.max_exchanges {
-            let request = self.plan(limits).await?;
-            report.pushed += request.push.len();
-            let body = encode_request(&request);
+            let planned = self.plan(limits, compress).await?;
+            report.pushed += planned.pushed;
             let mut attempt = 0u32;
             let response = loop {
                 attempt += 1;
@@ -299,7 +310,7 @@ impl Client {
                     http,
                     &url,
                     &enrolment.device_token,
-                    &body,
+                    &planned,
                     compress,
                     &mut report,
                 )
@@ -371,26 +382,72 @@ impl Client {
         Ok(report)
     }
 
-    /// Plans the next request (or takes the pending one) and persists it before it is sent.
-    async fn plan(&self, limits: DeviceLimits) -> Result<BatchRequest, SyncError> {
+    /// Plans the next request (or takes the pending one), sized so that its body as sent
+    /// (gzip-compressed when `compress`) fits `limits.max_request_bytes`, and persists it
+    /// before it is sent.
+    async fn plan(&self, limits: DeviceLimits, compress: bool) -> Result<Planned, SyncError> {
         let _guard = self.lock.lock().await;
         let mut tx = self.store.begin().await?;
         let before = Store::load_state(&mut tx).await?;
         let mut state = before.clone();
-        let request = loop {
+        let mut key = [0u8; 16];
+        rand::rng().fill_bytes(&mut key);
+        let key = IdempotencyKey::from_bytes(key);
+        // Load what the request needs; a local copy that is gone is asked for whole instead.
+        let docs = loop {
             let ids = state.documents_for_request();
             let docs = loaded_docs(load_or_lose(&mut tx, &ids, &mut state).await?);
-            let mut key = [0u8; 16];
-            rand::rng().fill_bytes(&mut key);
-            match state.plan_request(IdempotencyKey::from_bytes(key), &docs, limits) {
-                Ok(request) => break request,
-                // The local copy is gone: ask the server for all of it.
+            match state.clone().plan_request(key, &docs, limits) {
+                Ok(_) => break docs,
                 Err(PlanError::MissingDocument(id)) => state.document_lost(id),
             }
         };
+        // The compressed size is only known once planned: plan against the expected ratio,
+        // then rescale by the observed one, keeping the fullest plan that fits.
+        let budget = limits.max_request_bytes;
+        let retry = before.pending.is_some();
+        let candidates = state.documents_for_request().len();
+        let mut planning = limits;
+        if compress {
+            planning.max_request_bytes = budget.saturating_mul(EXPECTED_COMPRESSION);
+        }
+        // The fullest plan that fits; growing stops after a few tries, shrinking ends at a
+        // single push, which always goes.
+        let mut best: Option<(DeviceState, Planned)> = None;
+        let mut growths_left = 2;
+        loop {
+            let mut trial = state.clone();
+            let request = trial
+                .plan_request(key, &docs, planning)
+                .map_err(|e| unexpected(0, &e.to_string()))?;
+            let planned = Planned::new(&request, compress);
+            let wire = planned.wire_len();
+            if retry || planned.pushed <= 1 || wire <= budget {
+                let fuller = best.as_ref().is_none_or(|(_, b)| planned.pushed > b.pushed);
+                let full_enough = retry
+                    || planned.pushed >= candidates
+                    || wire >= budget / 10 * 8
+                    || !fuller
+                    || growths_left == 0;
+                if fuller {
+                    best = Some((trial, planned));
+                }
+                if full_enough {
+                    break;
+                }
+                growths_left -= 1;
+            } else if best.is_some() {
+                // Grown past the budget: the last plan that fitted stands.
+                break;
+            }
+            planning.max_request_bytes = rescale(planning.max_request_bytes, budget / 10 * 9, wire);
+        }
+        let Some((state, planned)) = best else {
+            return Err(unexpected(0, "no request fits the budget"));
+        };
         Store::save_state(&mut tx, &before, &state).await?;
         tx.commit().await.map_err(StoreError::from)?;
-        Ok(request)
+        Ok(planned)
     }
 
     async fn abandon(&self) -> Result<(), SyncError> {
@@ -492,11 +549,49 @@ pub fn gzip(body: &[u8]) -> Vec<u8> {
     encoder.finish().unwrap_or_default()
 }
 
+/// Typical ratio of a request body's size to its gzip size (Automerge change bundles of form
+/// data compress about threefold), used as the first guess when planning to a wire budget.
+const EXPECTED_COMPRESSION: usize = 3;
+
+/// `planned × target ÷ observed`: the planning budget that should put the wire size at
+/// `target`, given that `planned` gave `observed`.
+fn rescale(planned: usize, target: usize, observed: usize) -> usize {
+    let scaled = planned as u128 * target as u128 / observed.max(1) as u128;
+    usize::try_from(scaled).unwrap_or(usize::MAX)
+}
+
+/// A planned request's body, encoded and as it goes on the wire.
+struct Planned {
+    /// Document bundles pushed.
+    pushed: usize,
+    /// The CBOR body.
+    body: Vec<u8>,
+    /// The gzip body, when compressing and the body is large enough to gain from it.
+    gzipped: Option<Vec<u8>>,
+}
+
+impl Planned {
+    fn new(request: &BatchRequest, compress: bool) -> Self {
+        let body = encode_request(request);
+        let gzipped = (compress && body.len() > COMPRESS_ABOVE).then(|| gzip(&body));
+        Self {
+            pushed: request.push.len(),
+            body,
+            gzipped,
+        }
+    }
+
+    /// Bytes of the body as sent.
+    fn wire_len(&self) -> usize {
+        self.gzipped.as_ref().map_or(self.body.len(), Vec::len)
+    }
+}
+
 async fn send(
     http: &reqwest::Client,
     url: &str,
     token: &str,
-    body: &[u8],
+    planned: &Planned,
     compress: bool,
     report: &mut SyncReport,
 ) -> Result<Attempt, SyncError> {
@@ -505,11 +600,12 @@ async fn send(
         .header(AUTHORIZATION, format!("Bearer {token}"))
         .header(CONTENT_TYPE, "application/cbor")
         .header(ACCEPT, "application/cbor");
-    let wire = if compress && body.len() > COMPRESS_ABOVE {
-        request = request.header(CONTENT_ENCODING, "gzip");
-        gzip(body)
-    } else {
-        body.to_vec()
+    let wire = match &planned.gzipped {
+        Some(gzipped) if compress => {
+            request = request.header(CONTENT_ENCODING, "gzip");
+            gzipped.clone()
+        }
+        _ => planned.body.clone(),
     };
     report.round_trips += 1;
     report.bytes_sent += wire.len() as u64;

@@ -29,6 +29,8 @@ struct Shared {
     drop_replies: usize,
     requests: usize,
     gzipped: usize,
+    /// Request body sizes as received (before content decoding).
+    wire_sizes: Vec<usize>,
 }
 
 type Handle = Arc<Mutex<Shared>>;
@@ -45,6 +47,7 @@ async fn sync(State(shared): State<Handle>, headers: HeaderMap, body: Bytes) -> 
     let gzipped = headers
         .get(header::CONTENT_ENCODING)
         .is_some_and(|v| v == "gzip");
+    let wire_size = body.len();
     let body = if gzipped {
         let mut out = Vec::new();
         let mut decoder = flate2::read::GzDecoder::new(&body[..]);
@@ -58,6 +61,7 @@ async fn sync(State(shared): State<Handle>, headers: HeaderMap, body: Bytes) -> 
     let mut shared = shared.lock().expect("lock");
     shared.requests += 1;
     shared.gzipped += usize::from(gzipped);
+    shared.wire_sizes.push(wire_size);
     match shared.server.handle(device, &body) {
         Ok(response) => {
             if shared.drop_replies > 0 {
@@ -77,6 +81,7 @@ async fn serve(server: MemoryServer) -> (SocketAddr, Handle) {
         drop_replies: 0,
         requests: 0,
         gzipped: 0,
+        wire_sizes: Vec::new(),
     }));
     let app = Router::new()
         .route("/v1/sync", post(sync))
@@ -421,6 +426,38 @@ async fn a_link_dropping_every_20_kb_still_delivers_every_change_once() {
     eprintln!(
         "dropping link: {} round trips, {} exchanges, {} abandoned, {} B sent",
         report.round_trips, report.exchanges, report.abandoned, report.bytes_sent
+    );
+}
+
+#[tokio::test]
+async fn requests_fill_the_budget_on_the_wire_after_compression() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (address, shared) = serve(reference_server()).await;
+    let a = device(&dir, "a", address, "token-a", 1).await;
+    for _ in 0..150 {
+        a.create_application(application()).await.expect("capture");
+    }
+    let budget = 8 * 1024;
+    let mut options = options();
+    options.limits.max_request_bytes = budget;
+    let report = a.sync(&http(), &options).await.expect("sync");
+    assert!(report.complete, "{report:?}");
+    assert_eq!(report.acknowledged.len(), 150);
+    let sizes = shared.lock().expect("lock").wire_sizes.clone();
+    assert!(
+        sizes.len() >= 2,
+        "150 applications do not fit 8 KiB: {sizes:?}"
+    );
+    assert!(
+        sizes.iter().all(|&size| size <= budget),
+        "every request fits the budget as sent: {sizes:?}"
+    );
+    eprintln!("request sizes on the wire: {sizes:?}");
+    // Planning against the uncompressed size would send a fraction of the budget each time.
+    let (last, full) = sizes.split_last().expect("requests");
+    assert!(
+        full.iter().all(|&size| size >= budget / 2),
+        "requests before the last fill at least half the budget: {sizes:?} (last {last})"
     );
 }
 

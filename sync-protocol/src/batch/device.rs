@@ -44,7 +44,8 @@ use crate::ids::DocumentId;
 pub struct DeviceLimits {
     /// Pushes stop being added once the request body would exceed this (at least one push is
     /// always sent, so a large document still makes progress); the rest go in the next
-    /// exchange.
+    /// exchange. The size counted is the encoded, uncompressed body; a transport that
+    /// compresses can plan against a larger figure and check what it sends, as the SDK does.
     pub max_request_bytes: usize,
     /// Sent to the server as the request's `max_response_bytes`.
     pub max_response_bytes: Option<u64>,
