@@ -5,7 +5,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum_server::tls_rustls::RustlsConfig;
 use jemput_sync_protocol::{PeerId, StorageId};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -115,14 +114,18 @@ async fn serve_storage<S: Storage>(
         connections: TaskTracker::new(),
         ready: AtomicBool::new(false),
     });
-    // Connect info: the login throttle counts failures per client address.
-    let app =
-        router(Arc::clone(&state)).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    // Connect info: the login throttle counts failures per client address. Requests read
+    // from TLS early data (or marked so by a proxy) get 425 unless replay-safe.
+    let app = router(Arc::clone(&state))
+        .layer(tls::too_early::TooEarlyLayer)
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let handle = axum_server::Handle::new();
     let server = match &config.tls {
         Some(paths) => {
             let rustls = tls::server_config(&paths.cert, &paths.key)?;
-            let server = axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(rustls))?
+            // Our acceptor, not axum-server's rustls one: it hands early data to HTTP.
+            let server = axum_server::from_tcp(listener)?
+                .acceptor(tls::early_data::EarlyDataAcceptor::new(rustls))
                 .handle(handle.clone());
             tokio::spawn(server.serve(app))
         }

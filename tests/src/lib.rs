@@ -8,6 +8,7 @@ pub mod provision;
 pub mod raw_peer;
 pub mod server;
 pub mod tls;
+pub mod tls_session;
 
 pub use database::TestDatabase;
 pub use raw_peer::RawPeer;

@@ -10,4 +10,5 @@ mod js_interop;
 mod ops;
 mod policy;
 mod samod_interop;
+mod tls_resumption;
 mod ws_protocol;
