@@ -12,7 +12,7 @@ pub mod tls_session;
 
 pub use database::TestDatabase;
 pub use raw_peer::RawPeer;
-pub use server::TestServer;
+pub use server::{DevCertificate, TestServer};
 
 use std::time::{Duration, Instant};
 

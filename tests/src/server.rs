@@ -31,6 +31,26 @@ impl TestServer {
         Self::start_on(binary, database, extra, "127.0.0.1:0").await
     }
 
+    /// Starts `binary serve` over HTTPS with a fresh `jemput dev-cert` certificate, trusted by
+    /// this harness's clients. The certificate's directory must outlive the server.
+    pub async fn start_tls(binary: &str, database: TestDatabase) -> (Self, DevCertificate) {
+        let certificate = DevCertificate::generate(binary);
+        let mut server = Self::start_with_args(
+            binary,
+            database,
+            &[
+                "--tls-cert",
+                certificate.cert.to_str().expect("utf-8 path"),
+                "--tls-key",
+                certificate.key.to_str().expect("utf-8 path"),
+            ],
+        )
+        .await;
+        assert!(server.base_url().starts_with("https://"));
+        server.trust_certificate(&certificate.cert);
+        (server, certificate)
+    }
+
     /// Starts on a given address, e.g. one a client was already told to dial.
     pub async fn start_on(
         binary: &str,
@@ -206,4 +226,31 @@ pub async fn http_get(address: &str, path: &str) -> (u16, String) {
 pub fn free_local_address() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
     listener.local_addr().expect("local address").to_string()
+}
+
+/// A self-signed certificate for localhost made by `jemput dev-cert` in a temporary directory.
+pub struct DevCertificate {
+    /// The certificate, PEM.
+    pub cert: PathBuf,
+    /// Its private key, PEM.
+    pub key: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl DevCertificate {
+    /// Runs `binary dev-cert` into a new temporary directory.
+    pub fn generate(binary: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let status = std::process::Command::new(binary)
+            .args(["dev-cert", "--out-dir"])
+            .arg(dir.path())
+            .status()
+            .expect("run jemput dev-cert");
+        assert!(status.success(), "jemput dev-cert failed");
+        Self {
+            cert: dir.path().join("cert.pem"),
+            key: dir.path().join("key.pem"),
+            _dir: dir,
+        }
+    }
 }

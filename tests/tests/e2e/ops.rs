@@ -98,29 +98,10 @@ async fn a_silent_peer_is_dropped_but_one_still_sending_is_kept() {
 
 #[tokio::test]
 async fn serves_wss_with_a_dev_certificate() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let status = std::process::Command::new(JEMPUT)
-        .args(["dev-cert", "--out-dir"])
-        .arg(dir.path())
-        .status()
-        .expect("run dev-cert");
-    assert!(status.success());
-    let cert = dir.path().join("cert.pem");
-    let key = dir.path().join("key.pem");
-    let mut server = TestServer::start_with_args(
-        JEMPUT,
-        TestDatabase::sqlite(),
-        &[
-            "--tls-cert",
-            cert.to_str().expect("utf-8 path"),
-            "--tls-key",
-            key.to_str().expect("utf-8 path"),
-        ],
-    )
-    .await;
+    let (server, certificate) = TestServer::start_tls(JEMPUT, TestDatabase::sqlite()).await;
+    let cert = certificate.cert.clone();
     assert!(server.ws_url().starts_with("wss://"));
     let connector = jemput_tests::tls::connector_trusting(&cert);
-    server.trust_certificate(&cert);
     let officer = server
         .officer("petugas", &[jemput_tests::provision::HOME_DISTRICT])
         .await;

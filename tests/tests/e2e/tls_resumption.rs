@@ -15,38 +15,18 @@ use jemput_sync_protocol::batch::{
 };
 use jemput_tests::provision::{HOME_DISTRICT, HOME_VILLAGE};
 use jemput_tests::tls_session::{HttpResponse, TlsClient, client_config, http_request};
-use jemput_tests::{TestDatabase, TestServer};
+use jemput_tests::{DevCertificate, TestDatabase, TestServer};
 use rustls::HandshakeKind;
 
 use crate::JEMPUT;
 use crate::ws_protocol::new_document_id;
 
 /// A server with a fresh dev certificate; returns the certificate's PEM path (and the
-/// directory holding it, which must outlive the server).
-async fn tls_server() -> (TestServer, tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let status = std::process::Command::new(JEMPUT)
-        .args(["dev-cert", "--out-dir"])
-        .arg(dir.path())
-        .status()
-        .expect("run dev-cert");
-    assert!(status.success());
-    let cert = dir.path().join("cert.pem");
-    let key = dir.path().join("key.pem");
-    let mut server = TestServer::start_with_args(
-        JEMPUT,
-        TestDatabase::sqlite(),
-        &[
-            "--tls-cert",
-            cert.to_str().expect("utf-8 path"),
-            "--tls-key",
-            key.to_str().expect("utf-8 path"),
-        ],
-    )
-    .await;
-    assert!(server.base_url().starts_with("https://"));
-    server.trust_certificate(&cert);
-    (server, dir, cert)
+/// certificate, which must outlive the server).
+async fn tls_server() -> (TestServer, DevCertificate, PathBuf) {
+    let (server, certificate) = TestServer::start_tls(JEMPUT, TestDatabase::sqlite()).await;
+    let cert = certificate.cert.clone();
+    (server, certificate, cert)
 }
 
 fn certificate_len(cert_pem: &Path) -> usize {
