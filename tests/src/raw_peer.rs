@@ -98,6 +98,15 @@ impl RawPeer {
         self.send_bytes(encode(message)).await;
     }
 
+    /// Like [`RawPeer::send`], but hands back the error (e.g. the server reset the
+    /// connection) instead of panicking: for benchmarks against servers that may drop us.
+    pub async fn try_send(
+        &mut self,
+        message: &Message,
+    ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+        self.ws.send(Frame::Binary(encode(message).into())).await
+    }
+
     pub async fn send_bytes(&mut self, bytes: Vec<u8>) {
         self.ws
             .send(Frame::Binary(bytes.into()))
