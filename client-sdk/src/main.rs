@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use jemput_client_sdk::{
-    Applicant, Client, NewApplication, NewVisit, SyncOptions, enrol, http_client,
+    Applicant, Client, NewApplication, NewVisit, SyncOptions, SyncTransport, enrol, http_client,
 };
 use jemput_domain::{FieldValue, Kk, Nik, RegionCode, ServiceCode, Sex, jakarta_today};
 use jemput_sync_protocol::DocumentId;
@@ -103,6 +104,10 @@ enum Command {
         /// Exchanges at most in this session.
         #[arg(long, default_value_t = 32)]
         max_exchanges: usize,
+        /// Sync over the general HTTP client (reqwest) instead of the sync transport, which
+        /// resumes TLS sessions with 0-RTT early data.
+        #[arg(long)]
+        no_early_data: bool,
     },
 }
 
@@ -254,9 +259,21 @@ async fn run(cli: Cli) -> Result<(), String> {
             let status = client.submit(id).await.map_err(|e| e.to_string())?;
             println!("Permohonan {id} kini berstatus {status}.");
         }
-        Command::Sync { max_exchanges } => {
+        Command::Sync {
+            max_exchanges,
+            no_early_data,
+        } => {
+            let timeout = SyncOptions::default().timeout;
+            let transport = if no_early_data {
+                None
+            } else {
+                let transport = SyncTransport::new(cli.ca_cert.as_deref(), timeout)
+                    .map_err(|e| e.to_string())?;
+                Some(Arc::new(transport))
+            };
             let options = SyncOptions {
                 max_exchanges,
+                transport,
                 ..SyncOptions::default()
             };
             let report = client

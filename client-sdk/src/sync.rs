@@ -20,11 +20,14 @@ use jemput_sync_protocol::batch::{
 };
 use rand::RngCore;
 use reqwest::StatusCode;
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{
+    ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER,
+};
 use serde_json::{Value, json};
 
 use crate::client::{Client, now_ms};
 use crate::store::{Enrolment, Loaded, Store, StoreError};
+use crate::transport::SyncTransport;
 
 /// Request bodies above this size are gzip-compressed.
 pub const COMPRESS_ABOVE: usize = 256;
@@ -82,6 +85,11 @@ pub struct SyncOptions {
     pub limits: DeviceLimits,
     /// Timeout of one HTTP exchange.
     pub timeout: Duration,
+    /// The transport of the sync exchange: `None` sends it with the `reqwest::Client` given
+    /// to [`Client::sync`]; a [`SyncTransport`] (shared, so that its TLS sessions and its
+    /// connection are reused) sends it as TLS 1.3 early data on resumed sessions, saving a
+    /// round trip on every cold start. Its own timeout applies then.
+    pub transport: Option<Arc<SyncTransport>>,
 }
 
 impl Default for SyncOptions {
@@ -95,6 +103,7 @@ impl Default for SyncOptions {
                 max_response_bytes: Some(DEFAULT_RESPONSE_BYTES),
             },
             timeout: Duration::from_secs(120),
+            transport: None,
         }
     }
 }
@@ -137,12 +146,9 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// An HTTP client on rustls with the ring provider, trusting the Web PKI roots and, for dev
-/// certificates, the PEM certificates in `extra_root`.
-pub fn http_client(
-    extra_root: Option<&Path>,
-    timeout: Duration,
-) -> Result<reqwest::Client, SyncError> {
+/// The SDK's rustls configuration: ring provider, safe default protocol versions, trusting the
+/// Web PKI roots and, for dev certificates, the PEM certificates in `extra_root`.
+pub(crate) fn tls_config(extra_root: Option<&Path>) -> Result<rustls::ClientConfig, SyncError> {
     install_crypto_provider();
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -154,13 +160,24 @@ pub fn http_client(
             roots.add(cert).map_err(|e| SyncError::Tls(e.to_string()))?;
         }
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .map_err(|e| SyncError::Tls(e.to_string()))?
     .with_root_certificates(roots)
-    .with_no_client_auth();
+    .with_no_client_auth())
+}
+
+/// An HTTP client on rustls with the ring provider, trusting the Web PKI roots and, for dev
+/// certificates, the PEM certificates in `extra_root`. For enrolment, and for sync when
+/// [`SyncOptions::transport`] is `None` (reqwest cannot send TLS 1.3 early data over TCP;
+/// [`SyncTransport`] can).
+pub fn http_client(
+    extra_root: Option<&Path>,
+    timeout: Duration,
+) -> Result<reqwest::Client, SyncError> {
+    let config = tls_config(extra_root)?;
     Ok(reqwest::Client::builder()
         .tls_backend_preconfigured(config)
         .timeout(timeout)
@@ -284,12 +301,16 @@ enum Attempt {
     Retry(String, Option<Duration>),
     /// Resend the same request uncompressed (415).
     Uncompressed,
+    /// Resend the same request at once (425 Too Early: it arrived in TLS early data and the
+    /// server, or a proxy in front of it, wants it after the handshake).
+    TooEarly,
     /// Abandon and plan again smaller (413).
     TooLarge,
 }
 
 impl Client {
-    /// Runs a sync session against the enrolled server; see the module documentation.
+    /// Runs a sync session against the enrolled server; see the module documentation. The
+    /// exchange goes over `options.transport` when set, else over `http`.
     pub async fn sync(
         &self,
         http: &reqwest::Client,
@@ -300,14 +321,19 @@ impl Client {
         let mut report = SyncReport::default();
         let mut limits = options.limits;
         let mut compress = true;
+        let transport = match &options.transport {
+            Some(transport) => Transport::Sdk(transport),
+            None => Transport::Reqwest(http),
+        };
         for _ in 0..options.max_exchanges {
             let planned = self.plan(limits, compress).await?;
             report.pushed += planned.pushed;
             let mut attempt = 0u32;
+            let mut too_early = false;
             let response = loop {
                 attempt += 1;
                 let outcome = match send(
-                    http,
+                    transport,
                     &url,
                     &enrolment.device_token,
                     &planned,
@@ -337,6 +363,17 @@ impl Client {
                     }
                     Attempt::Uncompressed => {
                         return Err(unexpected(415, "server refused an uncompressed body"));
+                    }
+                    Attempt::TooEarly if !too_early => {
+                        // Once per request, at once and without counting as an attempt.
+                        too_early = true;
+                        attempt -= 1;
+                    }
+                    Attempt::TooEarly => {
+                        tracing::warn!(attempt, "sync ditolak 425 Too Early lagi, diulang");
+                        if attempt >= options.attempts {
+                            break None;
+                        }
                     }
                     Attempt::TooLarge => break None,
                     Attempt::Retry(why, delay) => {
@@ -587,63 +624,190 @@ impl Planned {
     }
 }
 
+/// Which HTTP client carries the sync exchange.
+#[derive(Clone, Copy)]
+enum Transport<'a> {
+    Reqwest(&'a reqwest::Client),
+    Sdk(&'a SyncTransport),
+}
+
+/// One response, whichever the transport.
+struct Reply {
+    status: StatusCode,
+    /// The `Accept-Encoding` header value.
+    accept_encoding: Option<String>,
+    /// The `Retry-After` header value.
+    retry_after: Option<String>,
+    /// The body after content decoding.
+    body: Vec<u8>,
+}
+
 async fn send(
-    http: &reqwest::Client,
+    transport: Transport<'_>,
     url: &str,
     token: &str,
     planned: &Planned,
     compress: bool,
     report: &mut SyncReport,
 ) -> Result<Attempt, SyncError> {
+    let (wire, gzipped) = match &planned.gzipped {
+        Some(gzipped) if compress => (gzipped.clone(), true),
+        _ => (planned.body.clone(), false),
+    };
+    report.round_trips += 1;
+    report.bytes_sent += wire.len() as u64;
+    let reply = match transport {
+        Transport::Reqwest(http) => send_reqwest(http, url, token, wire, gzipped).await,
+        Transport::Sdk(transport) => transport
+            .post(url, token, wire, gzipped)
+            .await
+            .map(|r| Reply {
+                status: r.status,
+                accept_encoding: r.accept_encoding,
+                retry_after: r.retry_after,
+                body: r.body,
+            })
+            .map_err(|e| e.to_string()),
+    };
+    let reply = match reply {
+        Ok(reply) => reply,
+        Err(why) => return Ok(Attempt::Retry(why, None)),
+    };
+    report.bytes_received += reply.body.len() as u64;
+    classify(reply)
+}
+
+async fn send_reqwest(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    wire: Vec<u8>,
+    gzipped: bool,
+) -> Result<Reply, String> {
     let mut request = http
         .post(url)
         .header(AUTHORIZATION, format!("Bearer {token}"))
         .header(CONTENT_TYPE, "application/cbor")
         .header(ACCEPT, "application/cbor");
-    let wire = match &planned.gzipped {
-        Some(gzipped) if compress => {
-            request = request.header(CONTENT_ENCODING, "gzip");
-            gzipped.clone()
-        }
-        _ => planned.body.clone(),
+    if gzipped {
+        request = request.header(CONTENT_ENCODING, "gzip");
+    }
+    let response = request.body(wire).send().await.map_err(|e| e.to_string())?;
+    let header = |name| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
     };
-    report.round_trips += 1;
-    report.bytes_sent += wire.len() as u64;
-    let response = match request.body(wire).send().await {
-        Ok(response) => response,
-        Err(e) => return Ok(Attempt::Retry(e.to_string(), None)),
-    };
+    let accept_encoding = header(ACCEPT_ENCODING);
+    let retry_after = header(RETRY_AFTER);
     let status = response.status();
-    let takes_gzip = response
-        .headers()
-        .get(reqwest::header::ACCEPT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(',').any(|c| c.trim().eq_ignore_ascii_case("gzip")));
-    let retry_after = response
-        .headers()
-        .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .map(|s| Duration::from_secs(s.min(60)));
-    let bytes = match response.bytes().await {
-        Ok(bytes) => bytes,
-        Err(e) => return Ok(Attempt::Retry(e.to_string(), None)),
-    };
-    report.bytes_received += bytes.len() as u64;
-    match status {
-        StatusCode::OK => Ok(Attempt::Response(bytes.to_vec(), takes_gzip)),
+    let body = response.bytes().await.map_err(|e| e.to_string())?;
+    Ok(Reply {
+        status,
+        accept_encoding,
+        retry_after,
+        body: body.to_vec(),
+    })
+}
+
+/// Whether an `Accept-Encoding` value lists gzip.
+fn lists_gzip(accept_encoding: &str) -> bool {
+    accept_encoding.split(',').any(|c| {
+        c.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .eq_ignore_ascii_case("gzip")
+    })
+}
+
+/// A `Retry-After` in seconds, capped at a minute (an HTTP date is ignored).
+fn retry_delay(retry_after: &str) -> Option<Duration> {
+    retry_after
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(|s| Duration::from_secs(s.min(60)))
+}
+
+/// What to do with a response, by its status.
+fn classify(reply: Reply) -> Result<Attempt, SyncError> {
+    let takes_gzip = reply.accept_encoding.as_deref().map(lists_gzip);
+    match reply.status {
+        StatusCode::OK => Ok(Attempt::Response(reply.body, takes_gzip)),
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-            Err(SyncError::Unauthorised(status.as_u16()))
+            Err(SyncError::Unauthorised(reply.status.as_u16()))
         }
         StatusCode::PAYLOAD_TOO_LARGE => Ok(Attempt::TooLarge),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => Ok(Attempt::Uncompressed),
+        StatusCode::TOO_EARLY => Ok(Attempt::TooEarly),
         StatusCode::NOT_FOUND => Err(unexpected(404, "the server has no /v1/sync")),
         StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => {
-            Err(SyncError::Rejected(status.as_u16()))
+            Err(SyncError::Rejected(reply.status.as_u16()))
         }
-        s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
-            Ok(Attempt::Retry(format!("HTTP {s}"), retry_after))
-        }
+        s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => Ok(Attempt::Retry(
+            format!("HTTP {s}"),
+            reply.retry_after.as_deref().and_then(retry_delay),
+        )),
         s => Err(unexpected(s.as_u16(), "unexpected status")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(status: StatusCode) -> Reply {
+        Reply {
+            status,
+            accept_encoding: None,
+            retry_after: None,
+            body: b"body".to_vec(),
+        }
+    }
+
+    #[test]
+    fn statuses_map_to_attempts() {
+        assert!(matches!(
+            classify(reply(StatusCode::OK)),
+            Ok(Attempt::Response(body, None)) if body == b"body"
+        ));
+        assert!(matches!(
+            classify(reply(StatusCode::TOO_EARLY)),
+            Ok(Attempt::TooEarly)
+        ));
+        assert!(matches!(
+            classify(reply(StatusCode::PAYLOAD_TOO_LARGE)),
+            Ok(Attempt::TooLarge)
+        ));
+        assert!(matches!(
+            classify(reply(StatusCode::UNSUPPORTED_MEDIA_TYPE)),
+            Ok(Attempt::Uncompressed)
+        ));
+        assert!(matches!(
+            classify(reply(StatusCode::FORBIDDEN)),
+            Err(SyncError::Unauthorised(403))
+        ));
+        assert!(matches!(
+            classify(reply(StatusCode::UNPROCESSABLE_ENTITY)),
+            Err(SyncError::Rejected(422))
+        ));
+        let mut busy = reply(StatusCode::SERVICE_UNAVAILABLE);
+        busy.retry_after = Some("300".into());
+        assert!(matches!(
+            classify(busy),
+            Ok(Attempt::Retry(_, Some(d))) if d == Duration::from_secs(60)
+        ));
+        let mut ok = reply(StatusCode::OK);
+        ok.accept_encoding = Some("zstd, GZIP;q=0.5".into());
+        assert!(matches!(classify(ok), Ok(Attempt::Response(_, Some(true)))));
+        let mut ok = reply(StatusCode::OK);
+        ok.accept_encoding = Some("identity".into());
+        assert!(matches!(
+            classify(ok),
+            Ok(Attempt::Response(_, Some(false)))
+        ));
     }
 }

@@ -5,13 +5,17 @@
 //! `cargo build -p jemput-server` (or `cargo test --workspace` builds it). Skipped, saying so,
 //! when the binary is absent or the server does not serve `POST /v1/sync` yet (404).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use jemput_client_sdk::client::{Applicant, NewApplication};
-use jemput_client_sdk::{Client, SyncError, SyncOptions, enrol, http_client};
+use jemput_client_sdk::{
+    Client, SyncError, SyncOptions, SyncTransport, TransportStats, enrol, http_client,
+};
 use jemput_domain::{FieldValue, Nik, RegionCode, ServiceCode, jakarta_today};
 use jemput_tests::provision::{HOME_DISTRICT, HOME_VILLAGE};
+use jemput_tests::tls_session::{TlsClient, client_config, http_request};
 use jemput_tests::{TestDatabase, TestServer};
 
 fn server_binary() -> Option<PathBuf> {
@@ -27,14 +31,18 @@ fn server_binary() -> Option<PathBuf> {
 }
 
 fn application() -> NewApplication {
+    application_of("3471011503850001", "Siti Aminah")
+}
+
+fn application_of(nik: &str, name: &str) -> NewApplication {
     let today = jakarta_today(1_780_000_000);
     NewApplication {
         service: ServiceCode::parse("DUKCAPIL-KTP-EL-BARU").expect("service"),
         village: RegionCode::parse(HOME_VILLAGE).expect("village"),
         applicant: Applicant {
-            nik: Nik::parse("3471011503850001", today).expect("nik"),
+            nik: Nik::parse(nik, today).expect("nik"),
             kk: None,
-            name: "Siti Aminah".into(),
+            name: name.into(),
             birth_date: None,
             sex: None,
             phone: None,
@@ -208,4 +216,319 @@ async fn syncs_over_https_trusting_a_dev_certificate() {
             assert_eq!(report.acknowledged, vec![created.id], "{report:?}");
         }
     }
+}
+
+/// The server's count of resumed handshakes whose early data it accepted (`/metrics`, fetched
+/// on a full handshake of its own).
+async fn early_data_accepted_on_server(server: &TestServer, cert: &Path) -> f64 {
+    let address = server.address();
+    let mut client = TlsClient::connect(&address, client_config(cert, false))
+        .await
+        .expect("connect for /metrics");
+    client
+        .send(&http_request("GET", "/metrics", &address, &[], b""))
+        .await
+        .expect("send");
+    let response = client.response().await.expect("metrics");
+    client.close().await;
+    assert_eq!(response.status, 200);
+    String::from_utf8_lossy(&response.body)
+        .lines()
+        .filter(|l| l.starts_with("jemput_tls_handshakes_total{"))
+        .filter(|l| l.contains("kind=\"resumed\"") && l.contains("early_data=\"accepted\""))
+        .filter_map(|l| l.rsplit(' ').next()?.trim().parse::<f64>().ok())
+        .sum()
+}
+
+/// What changed in a transport's counters.
+fn delta(after: TransportStats, before: TransportStats) -> TransportStats {
+    TransportStats {
+        connections: after.connections - before.connections,
+        full_handshakes: after.full_handshakes - before.full_handshakes,
+        resumed_handshakes: after.resumed_handshakes - before.resumed_handshakes,
+        early_data_sent: after.early_data_sent - before.early_data_sent,
+        early_data_accepted: after.early_data_accepted - before.early_data_accepted,
+        requests: after.requests - before.requests,
+        reused: after.reused - before.reused,
+    }
+}
+
+#[tokio::test]
+async fn sync_transport_resumes_with_0rtt_over_https() {
+    let Some(binary) = server_binary() else {
+        eprintln!(
+            "SKIPPED: no jemput server binary found; build it (cargo build -p jemput-server) or set JEMPUT_SERVER_BIN"
+        );
+        return;
+    };
+    let certs = tempfile::tempdir().expect("temp dir");
+    let status = std::process::Command::new(&binary)
+        .args(["dev-cert", "--out-dir"])
+        .arg(certs.path())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("run jemput dev-cert");
+    assert!(status.success());
+    let cert = certs.path().join("cert.pem");
+    let key = certs.path().join("key.pem");
+    let mut server = TestServer::start_with_args(
+        binary.to_str().expect("utf-8 path"),
+        TestDatabase::sqlite(),
+        &[
+            "--tls-cert",
+            cert.to_str().expect("utf-8 path"),
+            "--tls-key",
+            key.to_str().expect("utf-8 path"),
+        ],
+    )
+    .await;
+    server.trust_certificate(&cert);
+    let officer = server
+        .person("budi", "officer", &[HOME_DISTRICT], &[])
+        .await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let client = Client::open(&dir.path().join("field.db"))
+        .await
+        .expect("open");
+    let http = http_client(Some(&cert), Duration::from_secs(30)).expect("http");
+    enrol(
+        &client,
+        &http,
+        server.base_url(),
+        "budi",
+        &officer.password,
+        "HP",
+    )
+    .await
+    .expect("enrol over https");
+
+    // Without the dev certificate the transport's handshake fails.
+    let untrusting = SyncTransport::new(None, Duration::from_secs(10)).expect("transport");
+    let error = untrusting
+        .post(
+            &format!("{}/v1/sync", server.base_url()),
+            "t",
+            vec![],
+            false,
+        )
+        .await
+        .expect_err("untrusted certificate");
+    assert!(error.to_string().starts_with("TLS"), "{error}");
+
+    let transport =
+        Arc::new(SyncTransport::new(Some(&cert), Duration::from_secs(30)).expect("transport"));
+    let options = SyncOptions {
+        transport: Some(Arc::clone(&transport)),
+        ..SyncOptions::default()
+    };
+
+    // Session 1: a full handshake (no ticket yet); the kept connection serves a second sync.
+    let first = client
+        .create_application(application())
+        .await
+        .expect("capture");
+    let report = match client.sync(&http, &options).await {
+        Err(SyncError::Unexpected { status: 404, .. }) => {
+            eprintln!("SKIPPED: the server does not serve POST /v1/sync yet (404)");
+            return;
+        }
+        other => other.expect("sync 1"),
+    };
+    assert!(report.complete, "{report:?}");
+    assert_eq!(report.acknowledged, vec![first.id], "{report:?}");
+    let s = transport.stats();
+    assert_eq!(
+        (
+            s.connections,
+            s.full_handshakes,
+            s.resumed_handshakes,
+            s.early_data_sent
+        ),
+        (1, 1, 0, 0),
+        "{s:?}"
+    );
+    let idle = client.sync(&http, &options).await.expect("idle sync");
+    assert_eq!((idle.round_trips, idle.pushed), (1, 0), "{idle:?}");
+    let s2 = delta(transport.stats(), s);
+    assert_eq!(
+        (s2.connections, s2.reused),
+        (0, 1),
+        "kept connection: {s2:?}"
+    );
+
+    // Session 2, on a new connection: the session resumes and the request goes as early data.
+    let on_server_before = early_data_accepted_on_server(&server, &cert).await;
+    transport.disconnect().await;
+    let second = client
+        .create_application(application_of("3471015204900002", "Dewi Lestari"))
+        .await
+        .expect("capture 2");
+    let before = transport.stats();
+    let report = client.sync(&http, &options).await.expect("sync 2");
+    assert!(report.complete, "{report:?}");
+    assert_eq!(report.acknowledged, vec![second.id], "{report:?}");
+    assert_eq!(report.round_trips, 1, "{report:?}");
+    let d = delta(transport.stats(), before);
+    assert_eq!(
+        (
+            d.connections,
+            d.full_handshakes,
+            d.resumed_handshakes,
+            d.early_data_sent,
+            d.early_data_accepted
+        ),
+        (1, 0, 1, 1, 1),
+        "the second session's connection resumes with 0-RTT: {d:?}"
+    );
+    assert_eq!(
+        early_data_accepted_on_server(&server, &cert).await - on_server_before,
+        1.0,
+        "the server counts one resumed handshake with early data accepted"
+    );
+
+    // Session 3: the ticket of the 0-RTT connection arrives after its response; the kept
+    // connection's task reads it, so a later cold start resumes with 0-RTT again.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    transport.disconnect().await;
+    let before = transport.stats();
+    let idle = client.sync(&http, &options).await.expect("sync 3");
+    assert!(idle.complete, "{idle:?}");
+    let d = delta(transport.stats(), before);
+    assert_eq!(
+        (d.connections, d.resumed_handshakes, d.early_data_accepted),
+        (1, 1, 1),
+        "{d:?}"
+    );
+
+    // The data converged: another officer's device in the district receives both.
+    let other = server
+        .person("sari", "officer", &[HOME_DISTRICT], &[])
+        .await;
+    let client2 = Client::open(&dir.path().join("field2.db"))
+        .await
+        .expect("open");
+    enrol(
+        &client2,
+        &http,
+        server.base_url(),
+        "sari",
+        &other.password,
+        "HP 2",
+    )
+    .await
+    .expect("enrol 2");
+    let report = client2.sync(&http, &options).await.expect("sync other");
+    assert!(report.complete, "{report:?}");
+    for id in [first.id, second.id] {
+        assert!(report.updated.contains(&id), "{id} missing: {report:?}");
+        let view = client2.application(id).await.expect("view");
+        let mine = client.application(id).await.expect("view mine");
+        assert_eq!(view.tracking_code, mine.tracking_code);
+    }
+}
+
+/// A TLS server on the dev certificate `cert`/`key`.
+async fn tls_server(binary: &Path, cert: &Path, key: &Path) -> TestServer {
+    let mut server = TestServer::start_with_args(
+        binary.to_str().expect("utf-8 path"),
+        TestDatabase::sqlite(),
+        &[
+            "--tls-cert",
+            cert.to_str().expect("utf-8 path"),
+            "--tls-key",
+            key.to_str().expect("utf-8 path"),
+        ],
+    )
+    .await;
+    server.trust_certificate(cert);
+    server
+}
+
+/// A device enrolled with `server` as a new officer `username`.
+async fn enrolled_device(
+    server: &TestServer,
+    http: &reqwest::Client,
+    dir: &Path,
+    username: &str,
+) -> Client {
+    let officer = server
+        .person(username, "officer", &[HOME_DISTRICT], &[])
+        .await;
+    let client = Client::open(&dir.join(format!("{username}.db")))
+        .await
+        .expect("open");
+    enrol(
+        &client,
+        http,
+        server.base_url(),
+        username,
+        &officer.password,
+        "HP",
+    )
+    .await
+    .expect("enrol");
+    client
+}
+
+#[tokio::test]
+async fn sync_transport_resends_early_data_the_server_rejects() {
+    let Some(binary) = server_binary() else {
+        eprintln!(
+            "SKIPPED: no jemput server binary found; build it (cargo build -p jemput-server) or set JEMPUT_SERVER_BIN"
+        );
+        return;
+    };
+    let certs = tempfile::tempdir().expect("temp dir");
+    let status = std::process::Command::new(&binary)
+        .args(["dev-cert", "--out-dir"])
+        .arg(certs.path())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("run jemput dev-cert");
+    assert!(status.success());
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    // Two servers named `localhost`: a ticket of one is unknown to the other.
+    let one = tls_server(&binary, &cert, &key).await;
+    let two = tls_server(&binary, &cert, &key).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let http = http_client(Some(&cert), Duration::from_secs(30)).expect("http");
+    let device_one = enrolled_device(&one, &http, dir.path(), "budi").await;
+    let device_two = enrolled_device(&two, &http, dir.path(), "sari").await;
+    let transport =
+        Arc::new(SyncTransport::new(Some(&cert), Duration::from_secs(30)).expect("transport"));
+    let options = SyncOptions {
+        transport: Some(Arc::clone(&transport)),
+        ..SyncOptions::default()
+    };
+    match device_one.sync(&http, &options).await {
+        Err(SyncError::Unexpected { status: 404, .. }) => {
+            eprintln!("SKIPPED: the server does not serve POST /v1/sync yet (404)");
+            return;
+        }
+        other => assert!(other.expect("sync one").complete),
+    }
+
+    // The ticket from server one goes to server two with early data: server two falls back
+    // to a full handshake and rejects the early data, and the request is sent again after it.
+    let created = device_two
+        .create_application(application())
+        .await
+        .expect("capture");
+    let before = transport.stats();
+    let report = device_two.sync(&http, &options).await.expect("sync two");
+    assert!(report.complete, "{report:?}");
+    assert_eq!(report.acknowledged, vec![created.id], "{report:?}");
+    assert_eq!(report.round_trips, 1, "{report:?}");
+    let d = delta(transport.stats(), before);
+    assert_eq!(
+        (
+            d.connections,
+            d.full_handshakes,
+            d.early_data_sent,
+            d.early_data_accepted
+        ),
+        (1, 1, 1, 0),
+        "early data offered, rejected, and the request resent: {d:?}"
+    );
+    assert_eq!(early_data_accepted_on_server(&two, &cert).await, 0.0);
 }

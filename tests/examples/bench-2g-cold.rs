@@ -23,6 +23,10 @@
 //!   (no pooled connection), with a fresh rustls session store (full handshake) or one that
 //!   holds a ticket from an earlier connection (resumed). reqwest cannot send early data over
 //!   TCP (its `tls_early_data` is for HTTP/3; hyper-rustls never asks tokio-rustls for it).
+//!   With 0-RTT: `Client::sync` with `SyncOptions::transport` set to the SDK's
+//!   `SyncTransport` (tokio-rustls with early data, hyper HTTP/1.1), as `jemput-field` syncs;
+//!   cold: its kept connection closed (`SyncTransport::disconnect`) before each sync, its
+//!   session store holding the ticket of the previous connection.
 //! - **raw**: `jemput_tests::tls_session::TlsClient`, tokio-rustls with `early-data` and a
 //!   hand-written HTTP/1.1 request carrying what the SDK would send (same headers, body
 //!   planned from the device's stored sync state with a new idempotency key). Used for
@@ -37,10 +41,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jemput_client_sdk::client::{Applicant, NewApplication};
-use jemput_client_sdk::{Client, Store, SyncOptions, SyncReport, enrol};
+use jemput_client_sdk::{Client, Store, SyncOptions, SyncReport, SyncTransport, enrol};
 use jemput_domain::{FieldValue, Nik, RegionCode, ServiceCode, jakarta_today};
 use jemput_sync_protocol::batch::{DeviceLimits, IdempotencyKey, decode_response, encode_request};
 use jemput_tests::link::{LinkEmulator, LinkProfile, LinkStats};
@@ -149,7 +154,16 @@ async fn point_at(client: &Client, url: &str) -> Result<()> {
 
 /// One SDK sync that must be a single complete "nothing changed" exchange.
 async fn sdk_sync(device: &Client, http: &reqwest::Client) -> Result<SyncReport> {
-    let report = device.sync(http, &SyncOptions::default()).await?;
+    sdk_sync_with(device, http, &SyncOptions::default()).await
+}
+
+/// [`sdk_sync`] with `options` (a `SyncTransport`).
+async fn sdk_sync_with(
+    device: &Client,
+    http: &reqwest::Client,
+    options: &SyncOptions,
+) -> Result<SyncReport> {
+    let report = device.sync(http, options).await?;
     if !report.complete || report.round_trips != 1 || !report.updated.is_empty() {
         return Err(format!("not a one-exchange idle sync: {report:?}").into());
     }
@@ -380,6 +394,49 @@ async fn main() -> Result<()> {
         }
         rows.push(Row {
             case,
+            client: "SDK",
+            samples,
+            server: describe(counts, handshakes(&server, &cert).await?),
+        });
+    }
+
+    // (iv) Cold with the SDK's SyncTransport: resumed with 0-RTT. Primed by an unmeasured
+    // sync over the link (a full handshake, whose ticket arrives before its response).
+    {
+        let transport = Arc::new(SyncTransport::new(Some(&cert), Duration::from_secs(120))?);
+        let options = SyncOptions {
+            transport: Some(Arc::clone(&transport)),
+            ..SyncOptions::default()
+        };
+        // Unused: the exchange goes over the transport.
+        let unused = reqwest_client(&sdk_tls(&cert))?;
+        sdk_sync_with(&device, &unused, &options).await?;
+        transport.disconnect().await;
+        tokio::time::sleep(SETTLE).await;
+        let counts = handshakes(&server, &cert).await?;
+        let mut samples = Vec::new();
+        for _ in 0..runs {
+            let stats = transport.stats();
+            let before = link.stats();
+            let started = Instant::now();
+            sdk_sync_with(&device, &unused, &options).await?;
+            let secs = started.elapsed().as_secs_f64();
+            let at_response = link.stats();
+            let after = transport.stats();
+            if after.connections != stats.connections + 1
+                || after.resumed_handshakes != stats.resumed_handshakes + 1
+                || after.early_data_accepted != stats.early_data_accepted + 1
+            {
+                return Err(format!("SDK 0-RTT: not a resumed 0-RTT connection: {after:?}").into());
+            }
+            // The kept connection reads the ticket sent after the 0-RTT response; then close.
+            tokio::time::sleep(TICKETS).await;
+            transport.disconnect().await;
+            tokio::time::sleep(SETTLE).await;
+            samples.push(sample(before, at_response, link.stats(), secs, true));
+        }
+        rows.push(Row {
+            case: "cold, resumed + 0-RTT early data",
             client: "SDK",
             samples,
             server: describe(counts, handshakes(&server, &cert).await?),
