@@ -3,20 +3,18 @@
 //! Needs the server binary (`jemput`, or the tests crate's `jemput-under-test`) next to this
 //! test's target directory, or its path in `JEMPUT_SERVER_BIN`; build it with
 //! `cargo build -p jemput-server` (or `cargo test --workspace` builds it). Skipped, saying so,
-//! when the binary is absent or the server does not serve `POST /v1/sync` yet (404).
+//! when the binary is absent.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use jemput_client_sdk::client::{Applicant, NewApplication};
-use jemput_client_sdk::{
-    Client, SyncError, SyncOptions, SyncTransport, TransportStats, enrol, http_client,
-};
+use jemput_client_sdk::{Client, SyncOptions, SyncTransport, TransportStats, enrol, http_client};
 use jemput_domain::{FieldValue, Nik, RegionCode, ServiceCode, jakarta_today};
 use jemput_tests::provision::{HOME_DISTRICT, HOME_VILLAGE};
 use jemput_tests::tls_session::{TlsClient, client_config, http_request};
-use jemput_tests::{TestDatabase, TestServer};
+use jemput_tests::{DevCertificate, TestDatabase, TestServer};
 
 fn server_binary() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("JEMPUT_SERVER_BIN") {
@@ -97,13 +95,10 @@ async fn enrol_capture_and_sync_against_the_real_server() {
         .await
         .expect("capture");
     client.submit(created.id).await.expect("submit");
-    let report = match client.sync(&http, &SyncOptions::default()).await {
-        Err(SyncError::Unexpected { status: 404, .. }) => {
-            eprintln!("SKIPPED: the server does not serve POST /v1/sync yet (404)");
-            return;
-        }
-        other => other.expect("sync"),
-    };
+    let report = client
+        .sync(&http, &SyncOptions::default())
+        .await
+        .expect("sync");
     eprintln!("first sync against the real server: {report:?}");
     assert!(report.complete, "{report:?}");
     assert_eq!(report.acknowledged, vec![created.id], "{report:?}");
@@ -148,28 +143,9 @@ async fn syncs_over_https_trusting_a_dev_certificate() {
         );
         return;
     };
-    let certs = tempfile::tempdir().expect("temp dir");
-    let status = std::process::Command::new(&binary)
-        .args(["dev-cert", "--out-dir"])
-        .arg(certs.path())
-        .status()
-        .expect("run jemput dev-cert");
-    assert!(status.success());
-    let cert = certs.path().join("cert.pem");
-    let key = certs.path().join("key.pem");
-    let mut server = TestServer::start_with_args(
-        binary.to_str().expect("utf-8 path"),
-        TestDatabase::sqlite(),
-        &[
-            "--tls-cert",
-            cert.to_str().expect("utf-8 path"),
-            "--tls-key",
-            key.to_str().expect("utf-8 path"),
-        ],
-    )
-    .await;
-    assert!(server.base_url().starts_with("https://"));
-    server.trust_certificate(&cert);
+    let (server, certificate) =
+        TestServer::start_tls(binary.to_str().expect("utf-8 path"), TestDatabase::sqlite()).await;
+    let cert = certificate.cert.clone();
     let officer = server
         .person("budi", "officer", &[HOME_DISTRICT], &[])
         .await;
@@ -207,15 +183,11 @@ async fn syncs_over_https_trusting_a_dev_certificate() {
         .create_application(application())
         .await
         .expect("capture");
-    match client.sync(&http, &SyncOptions::default()).await {
-        Err(SyncError::Unexpected { status: 404, .. }) => {
-            eprintln!("SKIPPED: the server does not serve POST /v1/sync yet (404)");
-        }
-        other => {
-            let report = other.expect("sync over https");
-            assert_eq!(report.acknowledged, vec![created.id], "{report:?}");
-        }
-    }
+    let report = client
+        .sync(&http, &SyncOptions::default())
+        .await
+        .expect("sync over https");
+    assert_eq!(report.acknowledged, vec![created.id], "{report:?}");
 }
 
 /// The server's count of resumed handshakes whose early data it accepted (`/metrics`, fetched
@@ -261,28 +233,9 @@ async fn sync_transport_resumes_with_0rtt_over_https() {
         );
         return;
     };
-    let certs = tempfile::tempdir().expect("temp dir");
-    let status = std::process::Command::new(&binary)
-        .args(["dev-cert", "--out-dir"])
-        .arg(certs.path())
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("run jemput dev-cert");
-    assert!(status.success());
-    let cert = certs.path().join("cert.pem");
-    let key = certs.path().join("key.pem");
-    let mut server = TestServer::start_with_args(
-        binary.to_str().expect("utf-8 path"),
-        TestDatabase::sqlite(),
-        &[
-            "--tls-cert",
-            cert.to_str().expect("utf-8 path"),
-            "--tls-key",
-            key.to_str().expect("utf-8 path"),
-        ],
-    )
-    .await;
-    server.trust_certificate(&cert);
+    let (server, certificate) =
+        TestServer::start_tls(binary.to_str().expect("utf-8 path"), TestDatabase::sqlite()).await;
+    let cert = certificate.cert.clone();
     let officer = server
         .person("budi", "officer", &[HOME_DISTRICT], &[])
         .await;
@@ -327,13 +280,7 @@ async fn sync_transport_resumes_with_0rtt_over_https() {
         .create_application(application())
         .await
         .expect("capture");
-    let report = match client.sync(&http, &options).await {
-        Err(SyncError::Unexpected { status: 404, .. }) => {
-            eprintln!("SKIPPED: the server does not serve POST /v1/sync yet (404)");
-            return;
-        }
-        other => other.expect("sync 1"),
-    };
+    let report = client.sync(&http, &options).await.expect("sync 1");
     assert!(report.complete, "{report:?}");
     assert_eq!(report.acknowledged, vec![first.id], "{report:?}");
     let s = transport.stats();
@@ -427,23 +374,6 @@ async fn sync_transport_resumes_with_0rtt_over_https() {
     }
 }
 
-/// A TLS server on the dev certificate `cert`/`key`.
-async fn tls_server(binary: &Path, cert: &Path, key: &Path) -> TestServer {
-    let mut server = TestServer::start_with_args(
-        binary.to_str().expect("utf-8 path"),
-        TestDatabase::sqlite(),
-        &[
-            "--tls-cert",
-            cert.to_str().expect("utf-8 path"),
-            "--tls-key",
-            key.to_str().expect("utf-8 path"),
-        ],
-    )
-    .await;
-    server.trust_certificate(cert);
-    server
-}
-
 /// A device enrolled with `server` as a new officer `username`.
 async fn enrolled_device(
     server: &TestServer,
@@ -478,18 +408,12 @@ async fn sync_transport_resends_early_data_the_server_rejects() {
         );
         return;
     };
-    let certs = tempfile::tempdir().expect("temp dir");
-    let status = std::process::Command::new(&binary)
-        .args(["dev-cert", "--out-dir"])
-        .arg(certs.path())
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("run jemput dev-cert");
-    assert!(status.success());
-    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    let binary = binary.to_str().expect("utf-8 path");
+    let certificate = DevCertificate::generate(binary);
+    let cert = certificate.cert.clone();
     // Two servers named `localhost`: a ticket of one is unknown to the other.
-    let one = tls_server(&binary, &cert, &key).await;
-    let two = tls_server(&binary, &cert, &key).await;
+    let one = TestServer::start_tls_with(binary, TestDatabase::sqlite(), &certificate).await;
+    let two = TestServer::start_tls_with(binary, TestDatabase::sqlite(), &certificate).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let http = http_client(Some(&cert), Duration::from_secs(30)).expect("http");
     let device_one = enrolled_device(&one, &http, dir.path(), "budi").await;
@@ -500,13 +424,8 @@ async fn sync_transport_resends_early_data_the_server_rejects() {
         transport: Some(Arc::clone(&transport)),
         ..SyncOptions::default()
     };
-    match device_one.sync(&http, &options).await {
-        Err(SyncError::Unexpected { status: 404, .. }) => {
-            eprintln!("SKIPPED: the server does not serve POST /v1/sync yet (404)");
-            return;
-        }
-        other => assert!(other.expect("sync one").complete),
-    }
+    let report = device_one.sync(&http, &options).await.expect("sync one");
+    assert!(report.complete, "{report:?}");
 
     // The ticket from server one goes to server two with early data: server two falls back
     // to a full handshake and rejects the early data, and the request is sent again after it.

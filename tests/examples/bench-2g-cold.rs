@@ -273,27 +273,8 @@ async fn main() -> Result<()> {
     jemput_client_sdk::install_crypto_provider();
 
     let dir = tempfile::tempdir()?;
-    let status = std::process::Command::new(&binary)
-        .args(["dev-cert", "--out-dir"])
-        .arg(dir.path())
-        .stdout(std::process::Stdio::null())
-        .status()?;
-    if !status.success() {
-        return Err("jemput dev-cert failed".into());
-    }
-    let cert: PathBuf = dir.path().join("cert.pem");
-    let key = dir.path().join("key.pem");
-    let (cert_arg, key_arg) = (
-        cert.to_str().ok_or("path")?.to_owned(),
-        key.to_str().ok_or("path")?.to_owned(),
-    );
-    let mut server = TestServer::start_with_args(
-        &binary,
-        TestDatabase::sqlite(),
-        &["--tls-cert", &cert_arg, "--tls-key", &key_arg],
-    )
-    .await;
-    server.trust_certificate(&cert);
+    let (mut server, certificate) = TestServer::start_tls(&binary, TestDatabase::sqlite()).await;
+    let cert: PathBuf = certificate.cert.clone();
 
     // A device holding `n_docs` applications, filled and synced over loopback.
     let http = reqwest_client(&sdk_tls(&cert))?;

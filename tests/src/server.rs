@@ -35,6 +35,18 @@ impl TestServer {
     /// this harness's clients. The certificate's directory must outlive the server.
     pub async fn start_tls(binary: &str, database: TestDatabase) -> (Self, DevCertificate) {
         let certificate = DevCertificate::generate(binary);
+        let server = Self::start_tls_with(binary, database, &certificate).await;
+        (server, certificate)
+    }
+
+    /// Starts `binary serve` over HTTPS with `certificate`, trusted by this harness's clients
+    /// (several servers may share one, e.g. to show that one's session tickets are unknown to
+    /// another).
+    pub async fn start_tls_with(
+        binary: &str,
+        database: TestDatabase,
+        certificate: &DevCertificate,
+    ) -> Self {
         let mut server = Self::start_with_args(
             binary,
             database,
@@ -48,7 +60,7 @@ impl TestServer {
         .await;
         assert!(server.base_url().starts_with("https://"));
         server.trust_certificate(&certificate.cert);
-        (server, certificate)
+        server
     }
 
     /// Starts on a given address, e.g. one a client was already told to dial.
@@ -244,6 +256,7 @@ impl DevCertificate {
         let status = std::process::Command::new(binary)
             .args(["dev-cert", "--out-dir"])
             .arg(dir.path())
+            .stdout(std::process::Stdio::null())
             .status()
             .expect("run jemput dev-cert");
         assert!(status.success(), "jemput dev-cert failed");
