@@ -9,10 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use jemput_client_sdk::client::{Applicant, NewApplication};
 use jemput_client_sdk::{Client, SyncOptions, SyncTransport, TransportStats, enrol, http_client};
-use jemput_domain::{FieldValue, Nik, RegionCode, ServiceCode, jakarta_today};
-use jemput_tests::provision::{HOME_DISTRICT, HOME_VILLAGE};
+use jemput_tests::provision::{HOME_DISTRICT, ktp_application, sample_application};
 use jemput_tests::tls_session::{TlsClient, client_config, http_request};
 use jemput_tests::{DevCertificate, TestDatabase, TestServer};
 
@@ -26,37 +24,6 @@ fn server_binary() -> Option<PathBuf> {
         .iter()
         .map(|name| profile_dir.join(name))
         .find(|path| path.is_file())
-}
-
-fn application() -> NewApplication {
-    application_of("3471011503850001", "Siti Aminah")
-}
-
-fn application_of(nik: &str, name: &str) -> NewApplication {
-    let today = jakarta_today(1_780_000_000);
-    NewApplication {
-        service: ServiceCode::parse("DUKCAPIL-KTP-EL-BARU").expect("service"),
-        village: RegionCode::parse(HOME_VILLAGE).expect("village"),
-        applicant: Applicant {
-            nik: Nik::parse(nik, today).expect("nik"),
-            kk: None,
-            name: name.into(),
-            birth_date: None,
-            sex: None,
-            phone: None,
-            address: None,
-        },
-        fields: [
-            ("recording_status", FieldValue::Text("belum_rekam".into())),
-            ("marital_status", FieldValue::Text("kawin".into())),
-            ("home_recording_needed", FieldValue::Boolean(false)),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect(),
-        consent_basis: None,
-        visit: None,
-    }
 }
 
 #[tokio::test]
@@ -91,7 +58,7 @@ async fn enrol_capture_and_sync_against_the_real_server() {
     assert_eq!(enrolment.regions, vec![HOME_DISTRICT.to_owned()]);
 
     let created = client
-        .create_application(application())
+        .create_application(sample_application())
         .await
         .expect("capture");
     client.submit(created.id).await.expect("submit");
@@ -180,7 +147,7 @@ async fn syncs_over_https_trusting_a_dev_certificate() {
     .await
     .expect("enrol over https");
     let created = client
-        .create_application(application())
+        .create_application(sample_application())
         .await
         .expect("capture");
     let report = client
@@ -277,7 +244,7 @@ async fn sync_transport_resumes_with_0rtt_over_https() {
 
     // Session 1: a full handshake (no ticket yet); the kept connection serves a second sync.
     let first = client
-        .create_application(application())
+        .create_application(sample_application())
         .await
         .expect("capture");
     let report = client.sync(&http, &options).await.expect("sync 1");
@@ -307,7 +274,7 @@ async fn sync_transport_resumes_with_0rtt_over_https() {
     let on_server_before = early_data_accepted_on_server(&server, &cert).await;
     transport.disconnect().await;
     let second = client
-        .create_application(application_of("3471015204900002", "Dewi Lestari"))
+        .create_application(ktp_application("3471015204900002", "Dewi Lestari"))
         .await
         .expect("capture 2");
     let before = transport.stats();
@@ -430,7 +397,7 @@ async fn sync_transport_resends_early_data_the_server_rejects() {
     // The ticket from server one goes to server two with early data: server two falls back
     // to a full handshake and rejects the early data, and the request is sent again after it.
     let created = device_two
-        .create_application(application())
+        .create_application(sample_application())
         .await
         .expect("capture");
     let before = transport.stats();

@@ -15,13 +15,14 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use jemput_client_sdk::client::{Applicant, NewApplication, NewVisit};
+use jemput_client_sdk::client::NewVisit;
 use jemput_client_sdk::{Client, Enrolment, SyncOptions, http_client};
-use jemput_domain::{FieldValue, Nik, RegionCode, ServiceCode, Sex, jakarta_today};
+use jemput_domain::RegionCode;
 use jemput_sync_protocol::batch::memory::Verdict;
 use jemput_sync_protocol::batch::{
     CompensationReason, ExchangeError, MemoryServer, RefusalReason, ServerConfig,
 };
+use jemput_tests::provision::sample_application;
 
 struct Shared {
     server: MemoryServer,
@@ -125,33 +126,6 @@ async fn device(
     client
 }
 
-fn application() -> NewApplication {
-    let today = jakarta_today(1_780_000_000);
-    NewApplication {
-        service: ServiceCode::parse("DUKCAPIL-KTP-EL-BARU").expect("service"),
-        village: RegionCode::parse("34.71.01.1001").expect("village"),
-        applicant: Applicant {
-            nik: Nik::parse("3471011503850001", today).expect("nik"),
-            kk: None,
-            name: "Siti Aminah".into(),
-            birth_date: None,
-            sex: Some(Sex::Female),
-            phone: None,
-            address: None,
-        },
-        fields: [
-            ("recording_status", FieldValue::Text("belum_rekam".into())),
-            ("marital_status", FieldValue::Text("kawin".into())),
-            ("home_recording_needed", FieldValue::Boolean(false)),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect(),
-        consent_basis: None,
-        visit: None,
-    }
-}
-
 fn options() -> SyncOptions {
     SyncOptions {
         backoff: Duration::from_millis(5),
@@ -182,7 +156,7 @@ async fn two_devices_converge_through_the_reference_server() {
     let mut ids = Vec::new();
     for _ in 0..3 {
         ids.push(
-            a.create_application(application())
+            a.create_application(sample_application())
                 .await
                 .expect("capture")
                 .id,
@@ -263,7 +237,7 @@ async fn lost_replies_are_retried_with_the_same_request_then_abandoned_smaller()
     let a = device(&dir, "a", address, "token-a", 1).await;
     let http = http();
     let id = a
-        .create_application(application())
+        .create_application(sample_application())
         .await
         .expect("capture")
         .id;
@@ -318,13 +292,13 @@ async fn refusals_compensations_and_removals_are_reported() {
     let a = device(&dir, "a", address, "token-a", 1).await;
     let http = http();
     let compensated = a
-        .create_application(application())
+        .create_application(sample_application())
         .await
         .expect("capture")
         .id;
     a.submit(compensated).await.expect("submit");
     let refused = a
-        .create_application(application())
+        .create_application(sample_application())
         .await
         .expect("capture")
         .id;
@@ -335,7 +309,7 @@ async fn refusals_compensations_and_removals_are_reported() {
     .await
     .expect("edit");
     let kept = a
-        .create_application(application())
+        .create_application(sample_application())
         .await
         .expect("capture")
         .id;
@@ -384,7 +358,7 @@ async fn a_link_dropping_every_20_kb_still_delivers_every_change_once() {
     let mut ids = Vec::new();
     for _ in 0..80 {
         let id = a
-            .create_application(application())
+            .create_application(sample_application())
             .await
             .expect("capture")
             .id;
@@ -435,7 +409,9 @@ async fn requests_fill_the_budget_on_the_wire_after_compression() {
     let (address, shared) = serve(reference_server()).await;
     let a = device(&dir, "a", address, "token-a", 1).await;
     for _ in 0..150 {
-        a.create_application(application()).await.expect("capture");
+        a.create_application(sample_application())
+            .await
+            .expect("capture");
     }
     let budget = 8 * 1024;
     let mut options = options();
@@ -468,7 +444,7 @@ async fn a_corrupt_local_copy_is_fetched_whole_from_the_server() {
     let a = device(&dir, "a", address, "token-a", 1).await;
     let http = http();
     let id = a
-        .create_application(application())
+        .create_application(sample_application())
         .await
         .expect("capture")
         .id;

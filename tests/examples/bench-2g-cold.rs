@@ -44,12 +44,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use jemput_client_sdk::client::{Applicant, NewApplication};
 use jemput_client_sdk::{Client, Store, SyncOptions, SyncReport, SyncTransport, enrol};
-use jemput_domain::{FieldValue, Nik, RegionCode, ServiceCode, jakarta_today};
 use jemput_sync_protocol::batch::{DeviceLimits, IdempotencyKey, decode_response, encode_request};
 use jemput_tests::link::{LinkEmulator, LinkProfile, LinkStats};
-use jemput_tests::provision::{HOME_DISTRICT, HOME_VILLAGE};
+use jemput_tests::provision::{HOME_DISTRICT, sample_application};
 use jemput_tests::tls_session::{TlsClient, client_config, http_request};
 use jemput_tests::{TestDatabase, TestServer};
 use rustls::HandshakeKind;
@@ -99,33 +97,6 @@ fn sample(
         up: after.bytes_up - before.bytes_up,
         down: after.bytes_down - before.bytes_down,
         secs,
-    }
-}
-
-fn application() -> NewApplication {
-    let today = jakarta_today(1_780_000_000);
-    NewApplication {
-        service: ServiceCode::parse("DUKCAPIL-KTP-EL-BARU").expect("service"),
-        village: RegionCode::parse(HOME_VILLAGE).expect("village"),
-        applicant: Applicant {
-            nik: Nik::parse("3471011503850001", today).expect("nik"),
-            kk: None,
-            name: "Siti Aminah".into(),
-            birth_date: None,
-            sex: None,
-            phone: None,
-            address: None,
-        },
-        fields: [
-            ("recording_status", FieldValue::Text("belum_rekam".into())),
-            ("marital_status", FieldValue::Text("kawin".into())),
-            ("home_recording_needed", FieldValue::Boolean(false)),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect(),
-        consent_basis: None,
-        visit: None,
     }
 }
 
@@ -293,7 +264,7 @@ async fn main() -> Result<()> {
     .await?;
     eprintln!("filling the device with {n_docs} applications (loopback)…");
     for _ in 0..n_docs {
-        device.create_application(application()).await?;
+        device.create_application(sample_application()).await?;
     }
     for _ in 0..20 {
         if device.sync(&http, &SyncOptions::default()).await?.complete {

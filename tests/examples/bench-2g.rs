@@ -29,13 +29,11 @@ use std::time::{Duration, Instant};
 
 use automerge::sync::{self, SyncDoc};
 use automerge::{ActorId, Automerge, ChangeHash, ROOT, ReadDoc, transaction::Transactable};
-use jemput_client_sdk::client::{Applicant, NewApplication};
 use jemput_client_sdk::{Client, SyncOptions, SyncReport, enrol, http_client};
-use jemput_domain::{FieldValue, Nik, RegionCode, ServiceCode, jakarta_today};
 use jemput_sync_protocol::batch::DeviceLimits;
 use jemput_sync_protocol::{DocumentId, Message};
 use jemput_tests::link::{LinkEmulator, LinkProfile, LinkStats};
-use jemput_tests::provision::{HOME_DISTRICT, HOME_VILLAGE};
+use jemput_tests::provision::{HOME_DISTRICT, sample_application};
 use jemput_tests::{RawPeer, TestDatabase, TestServer};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -55,33 +53,6 @@ struct Row {
     down: u64,
     secs: f64,
     goal: String,
-}
-
-fn application() -> NewApplication {
-    let today = jakarta_today(1_780_000_000);
-    NewApplication {
-        service: ServiceCode::parse("DUKCAPIL-KTP-EL-BARU").expect("service"),
-        village: RegionCode::parse(HOME_VILLAGE).expect("village"),
-        applicant: Applicant {
-            nik: Nik::parse("3471011503850001", today).expect("nik"),
-            kk: None,
-            name: "Siti Aminah".into(),
-            birth_date: None,
-            sex: None,
-            phone: None,
-            address: None,
-        },
-        fields: [
-            ("recording_status", FieldValue::Text("belum_rekam".into())),
-            ("marital_status", FieldValue::Text("kawin".into())),
-            ("home_recording_needed", FieldValue::Boolean(false)),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect(),
-        consent_basis: None,
-        visit: None,
-    }
 }
 
 async fn point_at(client: &Client, url: &str) -> Result<()> {
@@ -744,7 +715,7 @@ async fn main() -> Result<()> {
     eprintln!("filling the device with {n_docs} applications (loopback)…");
     let mut ids = Vec::new();
     for _ in 0..n_docs {
-        ids.push(device.create_application(application()).await?.id);
+        ids.push(device.create_application(sample_application()).await?.id);
     }
     sync_until_complete(&device, &http, "fill").await?;
     sync_until_complete(&other, &http, "fill other").await?;

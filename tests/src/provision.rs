@@ -18,6 +18,43 @@ pub const OTHER_VILLAGE: &str = "35.78.01.1001";
 
 const PASSWORD: &str = "kata-sandi-uji-yang-panjang";
 
+/// A new KTP-el application for a synthetic citizen in [`HOME_VILLAGE`], as an officer's SDK
+/// captures it (SDK tests and the batch sync benchmarks).
+pub fn ktp_application(nik: &str, name: &str) -> jemput_client_sdk::client::NewApplication {
+    use jemput_client_sdk::client::{Applicant, NewApplication};
+    use jemput_domain::{FieldValue, Nik, RegionCode, ServiceCode, jakarta_today};
+
+    let today = jakarta_today(1_780_000_000);
+    NewApplication {
+        service: ServiceCode::parse("DUKCAPIL-KTP-EL-BARU").expect("service"),
+        village: RegionCode::parse(HOME_VILLAGE).expect("village"),
+        applicant: Applicant {
+            nik: Nik::parse(nik, today).expect("synthetic NIK"),
+            kk: None,
+            name: name.into(),
+            birth_date: None,
+            sex: None,
+            phone: None,
+            address: None,
+        },
+        fields: [
+            ("recording_status", FieldValue::Text("belum_rekam".into())),
+            ("marital_status", FieldValue::Text("kawin".into())),
+            ("home_recording_needed", FieldValue::Boolean(false)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect(),
+        consent_basis: None,
+        visit: None,
+    }
+}
+
+/// [`ktp_application`] for the synthetic Siti Aminah, 3471011503850001.
+pub fn sample_application() -> jemput_client_sdk::client::NewApplication {
+    ktp_application("3471011503850001", "Siti Aminah")
+}
+
 /// What a test holds for one person (and their phone, for an officer).
 #[derive(Debug, Clone)]
 pub struct Credentials {
