@@ -14,28 +14,32 @@ use jemput_tests::provision::{HOME_DISTRICT, ktp_application, sample_application
 use jemput_tests::tls_session::{TlsClient, client_config, http_request};
 use jemput_tests::{DevCertificate, TestDatabase, TestServer};
 
-fn server_binary() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("JEMPUT_SERVER_BIN") {
-        return Some(PathBuf::from(path));
+/// The server binary's path, or `None` after saying the test is skipped.
+fn server_binary() -> Option<String> {
+    let found = std::env::var_os("JEMPUT_SERVER_BIN")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let exe = std::env::current_exe().ok()?;
+            let profile_dir = exe.parent()?.parent()?;
+            ["jemput-under-test", "jemput"]
+                .iter()
+                .map(|name| profile_dir.join(name))
+                .find(|path| path.is_file())
+        });
+    if found.is_none() {
+        eprintln!(
+            "SKIPPED: no jemput server binary found; build it (cargo build -p jemput-server) or set JEMPUT_SERVER_BIN"
+        );
     }
-    let exe = std::env::current_exe().ok()?;
-    let profile_dir = exe.parent()?.parent()?;
-    ["jemput-under-test", "jemput"]
-        .iter()
-        .map(|name| profile_dir.join(name))
-        .find(|path| path.is_file())
+    Some(found?.to_str().expect("utf-8 path").to_owned())
 }
 
 #[tokio::test]
 async fn enrol_capture_and_sync_against_the_real_server() {
     let Some(binary) = server_binary() else {
-        eprintln!(
-            "SKIPPED: no jemput server binary found; build it (cargo build -p jemput-server) or set JEMPUT_SERVER_BIN"
-        );
         return;
     };
-    let server =
-        TestServer::start(binary.to_str().expect("utf-8 path"), TestDatabase::sqlite()).await;
+    let server = TestServer::start(&binary, TestDatabase::sqlite()).await;
     let officer = server
         .person("budi", "officer", &[HOME_DISTRICT], &[])
         .await;
@@ -105,13 +109,9 @@ async fn enrol_capture_and_sync_against_the_real_server() {
 #[tokio::test]
 async fn syncs_over_https_trusting_a_dev_certificate() {
     let Some(binary) = server_binary() else {
-        eprintln!(
-            "SKIPPED: no jemput server binary found; build it (cargo build -p jemput-server) or set JEMPUT_SERVER_BIN"
-        );
         return;
     };
-    let (server, certificate) =
-        TestServer::start_tls(binary.to_str().expect("utf-8 path"), TestDatabase::sqlite()).await;
+    let (server, certificate) = TestServer::start_tls(&binary, TestDatabase::sqlite()).await;
     let cert = certificate.cert.clone();
     let officer = server
         .person("budi", "officer", &[HOME_DISTRICT], &[])
@@ -195,32 +195,13 @@ fn delta(after: TransportStats, before: TransportStats) -> TransportStats {
 #[tokio::test]
 async fn sync_transport_resumes_with_0rtt_over_https() {
     let Some(binary) = server_binary() else {
-        eprintln!(
-            "SKIPPED: no jemput server binary found; build it (cargo build -p jemput-server) or set JEMPUT_SERVER_BIN"
-        );
         return;
     };
-    let (server, certificate) =
-        TestServer::start_tls(binary.to_str().expect("utf-8 path"), TestDatabase::sqlite()).await;
+    let (server, certificate) = TestServer::start_tls(&binary, TestDatabase::sqlite()).await;
     let cert = certificate.cert.clone();
-    let officer = server
-        .person("budi", "officer", &[HOME_DISTRICT], &[])
-        .await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let client = Client::open(&dir.path().join("field.db"))
-        .await
-        .expect("open");
     let http = http_client(Some(&cert), Duration::from_secs(30)).expect("http");
-    enrol(
-        &client,
-        &http,
-        server.base_url(),
-        "budi",
-        &officer.password,
-        "HP",
-    )
-    .await
-    .expect("enrol over https");
+    let client = enrolled_device(&server, &http, dir.path(), "budi").await;
 
     // Without the dev certificate the transport's handshake fails.
     let untrusting = SyncTransport::new(None, Duration::from_secs(10)).expect("transport");
@@ -315,22 +296,7 @@ async fn sync_transport_resumes_with_0rtt_over_https() {
     );
 
     // The data converged: another officer's device in the district receives both.
-    let other = server
-        .person("sari", "officer", &[HOME_DISTRICT], &[])
-        .await;
-    let client2 = Client::open(&dir.path().join("field2.db"))
-        .await
-        .expect("open");
-    enrol(
-        &client2,
-        &http,
-        server.base_url(),
-        "sari",
-        &other.password,
-        "HP 2",
-    )
-    .await
-    .expect("enrol 2");
+    let client2 = enrolled_device(&server, &http, dir.path(), "sari").await;
     let report = client2.sync(&http, &options).await.expect("sync other");
     assert!(report.complete, "{report:?}");
     for id in [first.id, second.id] {
@@ -370,17 +336,13 @@ async fn enrolled_device(
 #[tokio::test]
 async fn sync_transport_resends_early_data_the_server_rejects() {
     let Some(binary) = server_binary() else {
-        eprintln!(
-            "SKIPPED: no jemput server binary found; build it (cargo build -p jemput-server) or set JEMPUT_SERVER_BIN"
-        );
         return;
     };
-    let binary = binary.to_str().expect("utf-8 path");
-    let certificate = DevCertificate::generate(binary);
+    let certificate = DevCertificate::generate(&binary);
     let cert = certificate.cert.clone();
     // Two servers named `localhost`: a ticket of one is unknown to the other.
-    let one = TestServer::start_tls_with(binary, TestDatabase::sqlite(), &certificate).await;
-    let two = TestServer::start_tls_with(binary, TestDatabase::sqlite(), &certificate).await;
+    let one = TestServer::start_tls_with(&binary, TestDatabase::sqlite(), &certificate).await;
+    let two = TestServer::start_tls_with(&binary, TestDatabase::sqlite(), &certificate).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let http = http_client(Some(&cert), Duration::from_secs(30)).expect("http");
     let device_one = enrolled_device(&one, &http, dir.path(), "budi").await;
