@@ -91,8 +91,9 @@ async fn serve_storage<S: Storage>(
         .await?;
     let storage_id = StorageId::parse(storage_id)?;
     // One peer id and one Automerge actor per process, so several instances on one database
-    // stay distinct peers and never write two changes with the same (actor, seq).
-    let peer_id = PeerId::parse(format!("jemput-{}", uuid::Uuid::new_v4().simple()))?;
+    // stay distinct peers and never write two changes with the same (actor, seq). The peer id
+    // travels in every WebSocket message both ways, so it is short: 64 random bits.
+    let peer_id = PeerId::parse(format!("jemput-{:016x}", rand::random::<u64>()))?;
     let actor = automerge::ActorId::random();
     storage
         .bind_actor_if_unbound(&actor, &ActorOwner::Server, crate::auth::now_millis())
