@@ -37,7 +37,7 @@ struct Cli {
 enum Command {
     /// Enrol this device with a server; the password is read from stdin.
     Enrol {
-        /// The server's base URL, e.g. https://mpp.example.go.id
+        /// The server's base URL, e.g. `https://mpp.example.go.id`
         #[arg(long)]
         server: String,
         /// The officer's username.

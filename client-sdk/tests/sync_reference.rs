@@ -28,6 +28,8 @@ struct Shared {
     server: MemoryServer,
     /// Replies to drop (the request is served, the device gets a 503 instead).
     drop_replies: usize,
+    /// Requests to answer `425 Too Early` without serving them (as for TLS early data).
+    too_early: usize,
     requests: usize,
     gzipped: usize,
     /// Request body sizes as received (before content decoding).
@@ -60,6 +62,10 @@ async fn sync(State(shared): State<Handle>, headers: HeaderMap, body: Bytes) -> 
         body.to_vec()
     };
     let mut shared = shared.lock().expect("lock");
+    if shared.too_early > 0 {
+        shared.too_early -= 1;
+        return StatusCode::TOO_EARLY.into_response();
+    }
     shared.requests += 1;
     shared.gzipped += usize::from(gzipped);
     shared.wire_sizes.push(wire_size);
@@ -80,6 +86,7 @@ async fn serve(server: MemoryServer) -> (SocketAddr, Handle) {
     let shared = Arc::new(Mutex::new(Shared {
         server,
         drop_replies: 0,
+        too_early: 0,
         requests: 0,
         gzipped: 0,
         wire_sizes: Vec::new(),
@@ -265,6 +272,34 @@ async fn lost_replies_are_retried_with_the_same_request_then_abandoned_smaller()
         .expect("doc")
         .get_heads();
     assert_eq!(a.document(id).await.expect("doc").get_heads(), server_heads);
+}
+
+#[tokio::test]
+async fn too_early_is_sent_again_at_once_and_served_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (address, shared) = serve(reference_server()).await;
+    let a = device(&dir, "a", address, "token-a", 1).await;
+    let id = a
+        .create_application(sample_application())
+        .await
+        .expect("capture")
+        .id;
+    shared.lock().expect("lock").too_early = 1;
+    let options = SyncOptions {
+        // A 425 must not wait for the backoff.
+        backoff: Duration::from_secs(30),
+        ..options()
+    };
+    let started = std::time::Instant::now();
+    let report = a.sync(&http(), &options).await.expect("sync");
+    assert!(started.elapsed() < Duration::from_secs(10), "{report:?}");
+    assert!(report.complete, "{report:?}");
+    assert_eq!(
+        report.round_trips, 2,
+        "the 425, then the same request served"
+    );
+    assert_eq!(report.acknowledged, vec![id]);
+    assert_eq!(shared.lock().expect("lock").requests, 1);
 }
 
 #[tokio::test]
