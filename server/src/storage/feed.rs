@@ -373,6 +373,133 @@ pub(super) fn seq_from_db(seq: i64) -> u64 {
     u64::try_from(seq).unwrap_or(0)
 }
 
+/// The reads of [`FeedStore`], the same SQL on both dialects: expands to those trait methods
+/// inside `impl FeedStore for ...`, reading through the storage's `$reads()` pool. The
+/// implementing module imports `sqlx::Row`.
+macro_rules! portable_feed_reads {
+    ($reads:ident) => {
+        async fn feed_head(&self) -> Result<u64, $crate::storage::StorageError> {
+            let seq: i64 = sqlx::query_scalar($crate::storage::feed::FEED_HEAD)
+                .fetch_one(self.$reads())
+                .await?;
+            Ok($crate::storage::feed::seq_from_db(seq))
+        }
+
+        async fn feed_page(
+            &self,
+            scope: &$crate::storage::feed::FeedScope,
+            after: Option<u64>,
+            head: u64,
+            limit: u32,
+        ) -> Result<$crate::storage::feed::FeedPage, $crate::storage::StorageError> {
+            let (changed_sql, exits_sql, params) = $crate::storage::feed::feed_queries(scope);
+            let head_db = i64::try_from(head).unwrap_or(i64::MAX);
+            // The SQL text is built only from fixed fragments and numbered placeholders.
+            let mut changed = sqlx::query(sqlx::AssertSqlSafe(changed_sql))
+                .bind($crate::storage::feed::seq_to_db(after))
+                .bind(head_db)
+                .bind(i64::from(limit));
+            let mut exits = sqlx::query(sqlx::AssertSqlSafe(exits_sql))
+                .bind($crate::storage::feed::seq_to_db(after))
+                .bind(head_db)
+                .bind(i64::from(limit));
+            for value in &params {
+                changed = changed.bind(value.clone());
+                exits = exits.bind(value.clone());
+            }
+            let changed = changed
+                .fetch_all(self.$reads())
+                .await?
+                .iter()
+                .map(|row| {
+                    Ok((
+                        $crate::storage::feed::parse_document_id(row.try_get("document_id")?)?,
+                        $crate::storage::feed::seq_from_db(row.try_get("seq")?),
+                    ))
+                })
+                .collect::<Result<Vec<_>, $crate::storage::StorageError>>()?;
+            let exits = exits
+                .fetch_all(self.$reads())
+                .await?
+                .iter()
+                .map(|row| {
+                    Ok((
+                        $crate::storage::feed::parse_document_id(row.try_get("document_id")?)?,
+                        $crate::storage::feed::seq_from_db(row.try_get("seq")?),
+                        row.try_get("region")?,
+                    ))
+                })
+                .collect::<Result<Vec<_>, $crate::storage::StorageError>>()?;
+            Ok($crate::storage::feed::merge_page(
+                changed, exits, limit, head,
+            ))
+        }
+
+        async fn batch_device(
+            &self,
+            device: &$crate::storage::DeviceId,
+        ) -> Result<$crate::storage::feed::BatchDevice, $crate::storage::StorageError> {
+            let row = sqlx::query($crate::storage::feed::LOAD_DEVICE)
+                .bind(device.as_str())
+                .fetch_optional(self.$reads())
+                .await?;
+            let Some(row) = row else {
+                return Ok($crate::storage::feed::BatchDevice::default());
+            };
+            $crate::storage::feed::DeviceColumns {
+                exchanges: row.try_get("exchanges")?,
+                last_key: row.try_get("last_key")?,
+                last_digest: row.try_get("last_digest")?,
+                last_cursor: row.try_get("last_cursor")?,
+                last_response: row.try_get("last_response")?,
+                regions: row.try_get("regions")?,
+            }
+            .into_device()
+        }
+
+        async fn knowledge(
+            &self,
+            device: &$crate::storage::DeviceId,
+            document: jemput_sync_protocol::DocumentId,
+        ) -> Result<jemput_sync_protocol::batch::DocKnowledge, $crate::storage::StorageError> {
+            let row = sqlx::query($crate::storage::feed::LOAD_KNOWLEDGE)
+                .bind(device.as_str())
+                .bind(document.to_string())
+                .fetch_optional(self.$reads())
+                .await?;
+            match row {
+                Some(row) => $crate::storage::feed::knowledge_from_columns(
+                    row.try_get("confirmed")?,
+                    row.try_get::<Option<String>, _>("pending")?.as_deref(),
+                ),
+                None => Ok(jemput_sync_protocol::batch::DocKnowledge::default()),
+            }
+        }
+
+        async fn known_documents(
+            &self,
+            device: &$crate::storage::DeviceId,
+        ) -> Result<
+            Vec<(jemput_sync_protocol::DocumentId, Option<String>)>,
+            $crate::storage::StorageError,
+        > {
+            let rows = sqlx::query($crate::storage::feed::KNOWN_DOCUMENTS)
+                .bind(device.as_str())
+                .fetch_all(self.$reads())
+                .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok((
+                        $crate::storage::feed::parse_document_id(row.try_get("document_id")?)?,
+                        row.try_get("region")?,
+                    ))
+                })
+                .collect()
+        }
+    };
+}
+pub(super) use portable_feed_reads;
+
 #[cfg(test)]
 mod tests {
     use super::*;
