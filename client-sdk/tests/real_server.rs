@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use jemput_client_sdk::{Client, SyncOptions, SyncTransport, TransportStats, enrol, http_client};
 use jemput_tests::provision::{HOME_DISTRICT, ktp_application, sample_application};
-use jemput_tests::tls_session::{TlsClient, client_config, http_request};
+use jemput_tests::tls_session::{counter_sum, metrics_text};
 use jemput_tests::{DevCertificate, TestDatabase, TestServer};
 
 /// The server binary's path, or `None` after saying the test is skipped.
@@ -160,23 +160,14 @@ async fn syncs_over_https_trusting_a_dev_certificate() {
 /// The server's count of resumed handshakes whose early data it accepted (`/metrics`, fetched
 /// on a full handshake of its own).
 async fn early_data_accepted_on_server(server: &TestServer, cert: &Path) -> f64 {
-    let address = server.address();
-    let mut client = TlsClient::connect(&address, client_config(cert, false))
+    let metrics = metrics_text(&server.address(), cert)
         .await
-        .expect("connect for /metrics");
-    client
-        .send(&http_request("GET", "/metrics", &address, &[], b""))
-        .await
-        .expect("send");
-    let response = client.response().await.expect("metrics");
-    client.close().await;
-    assert_eq!(response.status, 200);
-    String::from_utf8_lossy(&response.body)
-        .lines()
-        .filter(|l| l.starts_with("jemput_tls_handshakes_total{"))
-        .filter(|l| l.contains("kind=\"resumed\"") && l.contains("early_data=\"accepted\""))
-        .filter_map(|l| l.rsplit(' ').next()?.trim().parse::<f64>().ok())
-        .sum()
+        .expect("/metrics");
+    counter_sum(
+        &metrics,
+        "jemput_tls_handshakes_total",
+        &["kind=\"resumed\"", "early_data=\"accepted\""],
+    )
 }
 
 /// What changed in a transport's counters.

@@ -48,7 +48,9 @@ use jemput_client_sdk::{Client, Store, SyncOptions, SyncReport, SyncTransport, e
 use jemput_sync_protocol::batch::{DeviceLimits, IdempotencyKey, decode_response, encode_request};
 use jemput_tests::link::{LinkEmulator, LinkProfile, LinkStats};
 use jemput_tests::provision::{HOME_DISTRICT, sample_application};
-use jemput_tests::tls_session::{TlsClient, client_config, http_request};
+use jemput_tests::tls_session::{
+    TlsClient, client_config, counter_sum, http_request, metrics_text,
+};
 use jemput_tests::{TestDatabase, TestServer};
 use rustls::HandshakeKind;
 
@@ -195,21 +197,8 @@ fn check_sync_response(
 /// Server-side TLS handshakes by kind, read from `/metrics` over loopback (a full handshake
 /// of its own, which the caller discounts).
 async fn handshakes(server: &TestServer, cert: &Path) -> Result<[f64; 3]> {
-    let address = server.address();
-    let mut client = TlsClient::connect(&address, client_config(cert, false)).await?;
-    client
-        .send(&http_request("GET", "/metrics", &address, &[], b""))
-        .await?;
-    let response = client.response().await?;
-    client.close().await;
-    let text = String::from_utf8_lossy(&response.body);
-    let count = |labels: &[&str]| -> f64 {
-        text.lines()
-            .filter(|l| l.starts_with("jemput_tls_handshakes_total{"))
-            .filter(|l| labels.iter().all(|label| l.contains(label)))
-            .filter_map(|l| l.rsplit(' ').next()?.trim().parse::<f64>().ok())
-            .sum()
-    };
+    let metrics = metrics_text(&server.address(), cert).await?;
+    let count = |labels: &[&str]| counter_sum(&metrics, "jemput_tls_handshakes_total", labels);
     Ok([
         count(&["kind=\"full\""]),
         count(&["kind=\"resumed\"", "early_data=\"none\""]),

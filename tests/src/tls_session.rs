@@ -91,6 +91,38 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     }
 }
 
+/// The server's `/metrics` text, fetched over a fresh full handshake trusting `cert_pem`, so
+/// the fetch never counts as a resumption itself.
+pub async fn metrics_text(address: &str, cert_pem: &Path) -> io::Result<String> {
+    let mut client = TlsClient::connect(address, client_config(cert_pem, false)).await?;
+    client
+        .send(&http_request("GET", "/metrics", address, &[], b""))
+        .await?;
+    let response = client.response().await?;
+    client.close().await;
+    if response.status != 200 {
+        return Err(io::Error::other(format!(
+            "/metrics: HTTP {}",
+            response.status
+        )));
+    }
+    Ok(String::from_utf8_lossy(&response.body).into_owned())
+}
+
+/// The sum of counter `name` in Prometheus text over the series whose labels contain every
+/// fragment of `labels`.
+pub fn counter_sum(metrics: &str, name: &str, labels: &[&str]) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(['{', ' ']))
+        })
+        .filter(|line| labels.iter().all(|label| line.contains(label)))
+        .filter_map(|line| line.rsplit(' ').next()?.trim().parse::<f64>().ok())
+        .sum()
+}
+
 /// One HTTP response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpResponse {

@@ -249,7 +249,7 @@ fn set(doc: &mut Automerge, key: &str, value: &str) {
     tx.commit();
 }
 
-fn visit(actor: &ActorId, district: &str, village: &str, note: &str) -> Automerge {
+pub(crate) fn visit(actor: &ActorId, district: &str, village: &str, note: &str) -> Automerge {
     let mut doc = Automerge::new().with_actor(actor.clone());
     let mut tx = doc.transaction();
     tx.put(ROOT, "schema", "jemput/visit@1").expect("put");

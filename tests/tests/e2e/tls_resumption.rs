@@ -7,14 +7,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use automerge::transaction::Transactable;
-use automerge::{ActorId, Automerge, ObjType, ROOT};
+use automerge::{ActorId, Automerge};
 use jemput_sync_protocol::DocumentId;
 use jemput_sync_protocol::batch::{
     Ack, DeviceLimits, DeviceState, IdempotencyKey, decode_response, encode_request,
 };
 use jemput_tests::provision::{HOME_DISTRICT, HOME_VILLAGE};
-use jemput_tests::tls_session::{HttpResponse, TlsClient, client_config, http_request};
+use jemput_tests::tls_session::{
+    HttpResponse, TlsClient, client_config, counter_sum, http_request, metrics_text,
+};
 use jemput_tests::{DevCertificate, TestDatabase, TestServer};
 use rustls::HandshakeKind;
 
@@ -40,25 +41,10 @@ fn certificate_len(cert_pem: &Path) -> usize {
 /// fragment. Fetched over a fresh session (a full handshake), so it never counts as a
 /// resumption itself.
 async fn counter(server: &TestServer, cert: &Path, name: &str, labels: &[&str]) -> f64 {
-    let address = server.address();
-    let mut client = TlsClient::connect(&address, client_config(cert, false))
+    let metrics = metrics_text(&server.address(), cert)
         .await
-        .expect("connect for /metrics");
-    client
-        .send(&http_request("GET", "/metrics", &address, &[], b""))
-        .await
-        .expect("send");
-    let response = client.response().await.expect("metrics");
-    assert_eq!(response.status, 200);
-    String::from_utf8_lossy(&response.body)
-        .lines()
-        .filter(|line| {
-            line.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(['{', ' ']))
-        })
-        .filter(|line| labels.iter().all(|label| line.contains(label)))
-        .filter_map(|line| line.rsplit(' ').next()?.trim().parse::<f64>().ok())
-        .sum()
+        .expect("/metrics");
+    counter_sum(&metrics, name, labels)
 }
 
 async fn get(client: &mut TlsClient, address: &str, path: &str) -> HttpResponse {
@@ -85,15 +71,7 @@ fn sync_request(address: &str, token: &str, body: &[u8]) -> Vec<u8> {
 }
 
 fn visit(actor: &ActorId, note: &str) -> Automerge {
-    let mut doc = Automerge::new().with_actor(actor.clone());
-    let mut tx = doc.transaction();
-    tx.put(ROOT, "schema", "jemput/visit@1").expect("put");
-    let place = tx.put_object(ROOT, "region", ObjType::Map).expect("map");
-    tx.put(&place, "district", HOME_DISTRICT).expect("put");
-    tx.put(&place, "village", HOME_VILLAGE).expect("put");
-    tx.put(ROOT, "note", note).expect("put");
-    tx.commit();
-    doc
+    crate::batch_sync::visit(actor, HOME_DISTRICT, HOME_VILLAGE, note)
 }
 
 /// The protocol's device state machine and the documents it holds.
