@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 use jemput_client_sdk::{Client, Store, SyncOptions, SyncReport, SyncTransport, enrol};
 use jemput_sync_protocol::batch::{DeviceLimits, IdempotencyKey, decode_response, encode_request};
 use jemput_tests::link::{LinkEmulator, LinkProfile, LinkStats};
-use jemput_tests::provision::{HOME_DISTRICT, sample_application};
+use jemput_tests::provision::{HOME_DISTRICT, point_device_at, sample_application};
 use jemput_tests::tls_session::{
     TlsClient, client_config, counter_sum, http_request, metrics_text,
 };
@@ -113,16 +113,6 @@ fn reqwest_client(config: &rustls::ClientConfig) -> Result<reqwest::Client> {
 /// The SDK's rustls configuration (no ALPN, default session store) trusting `cert`.
 fn sdk_tls(cert: &Path) -> rustls::ClientConfig {
     jemput_tests::tls::client_config_trusting(cert)
-}
-
-async fn point_at(client: &Client, url: &str) -> Result<()> {
-    let mut tx = client.store().begin().await?;
-    sqlx::query("UPDATE enrolment SET server_url = ? WHERE id = 1")
-        .bind(url)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(())
 }
 
 /// One SDK sync that must be a single complete "nothing changed" exchange.
@@ -272,7 +262,7 @@ async fn main() -> Result<()> {
     )
     .await?;
     let via_link = link.address().to_string();
-    point_at(&device, &format!("https://{via_link}")).await?;
+    point_device_at(&device, &format!("https://{via_link}")).await?;
     let mut rows = Vec::new();
 
     // (i) Warm: an open connection (opened by an unmeasured sync).

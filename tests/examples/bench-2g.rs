@@ -33,7 +33,7 @@ use jemput_client_sdk::{Client, SyncOptions, SyncReport, enrol, http_client};
 use jemput_sync_protocol::batch::DeviceLimits;
 use jemput_sync_protocol::{DocumentId, Message};
 use jemput_tests::link::{LinkEmulator, LinkProfile, LinkStats};
-use jemput_tests::provision::{HOME_DISTRICT, sample_application};
+use jemput_tests::provision::{HOME_DISTRICT, point_device_at, sample_application};
 use jemput_tests::{RawPeer, TestDatabase, TestServer};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -53,16 +53,6 @@ struct Row {
     down: u64,
     secs: f64,
     goal: String,
-}
-
-async fn point_at(client: &Client, url: &str) -> Result<()> {
-    let mut tx = client.store().begin().await?;
-    sqlx::query("UPDATE enrolment SET server_url = ? WHERE id = 1")
-        .bind(url)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(())
 }
 
 async fn sync_until_complete(
@@ -723,7 +713,7 @@ async fn main() -> Result<()> {
 
     let link = LinkEmulator::start(server.address().parse()?, LinkProfile::edge_2g()).await?;
     let via_link = format!("http://{}", link.address());
-    point_at(&device, &via_link).await?;
+    point_device_at(&device, &via_link).await?;
     let mut rows = Vec::new();
     let mut verdicts = Vec::new();
 
@@ -839,7 +829,7 @@ async fn main() -> Result<()> {
         LinkProfile::edge_2g().dropping_every(20_000),
     )
     .await?;
-    point_at(&device, &format!("http://{}", dropping.address())).await?;
+    point_device_at(&device, &format!("http://{}", dropping.address())).await?;
     let remote3: Vec<DocumentId> = ids.iter().copied().skip(250).take(50).collect();
     let local3: Vec<DocumentId> = ids.iter().copied().skip(300).take(200).collect();
     edit_many(&other, &remote3, 2, "server-3").await?;

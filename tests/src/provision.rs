@@ -50,6 +50,21 @@ pub fn ktp_application(nik: &str, name: &str) -> jemput_client_sdk::client::NewA
     }
 }
 
+/// Points an enrolled SDK device at another URL of its server, e.g. a link emulator in front
+/// of it, keeping its token and sync state.
+pub async fn point_device_at(
+    client: &jemput_client_sdk::Client,
+    url: &str,
+) -> Result<(), jemput_client_sdk::StoreError> {
+    let mut tx = client.store().begin().await?;
+    sqlx::query("UPDATE enrolment SET server_url = ? WHERE id = 1")
+        .bind(url)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// [`ktp_application`] for the synthetic Siti Aminah, 3471011503850001.
 pub fn sample_application() -> jemput_client_sdk::client::NewApplication {
     ktp_application("3471011503850001", "Siti Aminah")
