@@ -146,11 +146,11 @@ fn gzip_stored(data: &[u8]) -> Vec<u8> {
 }
 
 /// A field device: the protocol's state machine and the documents it holds.
-struct Phone {
-    token: String,
-    actor: ActorId,
-    state: DeviceState,
-    docs: BTreeMap<DocumentId, Automerge>,
+pub(crate) struct Phone {
+    pub(crate) token: String,
+    pub(crate) actor: ActorId,
+    pub(crate) state: DeviceState,
+    pub(crate) docs: BTreeMap<DocumentId, Automerge>,
 }
 
 /// One completed exchange.
@@ -164,7 +164,7 @@ struct Exchange {
 }
 
 impl Phone {
-    fn of(officer: &Credentials) -> Self {
+    pub(crate) fn of(officer: &Credentials) -> Self {
         let device = officer.device.as_ref().expect("an enrolled device");
         let actor: ActorId = device.actors[0].parse().expect("actor id");
         Phone {
@@ -175,7 +175,7 @@ impl Phone {
         }
     }
 
-    fn put(&mut self, id: DocumentId, doc: Automerge) {
+    pub(crate) fn put(&mut self, id: DocumentId, doc: Automerge) {
         self.state.note_local_change(id, doc.get_heads());
         self.docs.insert(id, doc);
     }
@@ -188,7 +188,7 @@ impl Phone {
     }
 
     /// The body of the next request (the pending one on a retry).
-    fn plan(&mut self) -> Vec<u8> {
+    pub(crate) fn plan(&mut self) -> Vec<u8> {
         let key = IdempotencyKey::from_bytes(rand::random());
         let request = self
             .state
@@ -197,7 +197,7 @@ impl Phone {
         encode_request(&request)
     }
 
-    fn apply(&mut self, body: &[u8]) -> (BatchResponse, DeviceEffects) {
+    pub(crate) fn apply(&mut self, body: &[u8]) -> (BatchResponse, DeviceEffects) {
         let response = decode_response(body).expect("a batch response");
         let effects = self
             .state

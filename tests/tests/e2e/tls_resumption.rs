@@ -3,15 +3,12 @@
 //! is served (and a retry gets the same answer, changing nothing); any other request sent as
 //! early data gets `425 Too Early` and is served once sent again after the handshake.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use automerge::{ActorId, Automerge};
 use jemput_sync_protocol::DocumentId;
-use jemput_sync_protocol::batch::{
-    Ack, DeviceLimits, DeviceState, IdempotencyKey, decode_response, encode_request,
-};
+use jemput_sync_protocol::batch::{Ack, decode_response};
 use jemput_tests::provision::{HOME_DISTRICT, HOME_VILLAGE};
 use jemput_tests::tls_session::{
     HttpResponse, TlsClient, client_config, counter_sum, http_request, metrics_text,
@@ -20,6 +17,7 @@ use jemput_tests::{DevCertificate, TestDatabase, TestServer};
 use rustls::HandshakeKind;
 
 use crate::JEMPUT;
+use crate::batch_sync::Phone;
 use crate::ws_protocol::new_document_id;
 
 /// A server with a fresh dev certificate; returns the certificate's PEM path (and the
@@ -72,43 +70,6 @@ fn sync_request(address: &str, token: &str, body: &[u8]) -> Vec<u8> {
 
 fn visit(actor: &ActorId, note: &str) -> Automerge {
     crate::batch_sync::visit(actor, HOME_DISTRICT, HOME_VILLAGE, note)
-}
-
-/// The protocol's device state machine and the documents it holds.
-struct Device {
-    token: String,
-    actor: ActorId,
-    state: DeviceState,
-    docs: BTreeMap<DocumentId, Automerge>,
-}
-
-impl Device {
-    fn of(officer: &jemput_tests::provision::Credentials) -> Self {
-        let device = officer.device.as_ref().expect("an enrolled device");
-        let actor: ActorId = device.actors[0].parse().expect("actor id");
-        Self {
-            token: device.token.clone(),
-            actor: actor.clone(),
-            state: DeviceState::new(actor),
-            docs: BTreeMap::new(),
-        }
-    }
-
-    fn plan(&mut self) -> Vec<u8> {
-        let key = IdempotencyKey::from_bytes(rand::random());
-        let request = self
-            .state
-            .plan_request(key, &self.docs, DeviceLimits::default())
-            .expect("plan");
-        encode_request(&request)
-    }
-
-    fn apply(&mut self, body: &[u8]) {
-        let response = decode_response(body).expect("a batch response");
-        self.state
-            .apply_response(response, &mut self.docs)
-            .expect("apply");
-    }
 }
 
 #[tokio::test]
@@ -193,7 +154,7 @@ async fn batch_sync_in_early_data_is_served_and_a_retry_gets_the_same_answer() {
     let (server, _dir, cert) = tls_server().await;
     let address = server.address();
     let officer = server.officer("petugas", &[HOME_DISTRICT]).await;
-    let mut device = Device::of(&officer);
+    let mut device = Phone::of(&officer);
     let config = client_config(&cert, true);
 
     // First exchange, after a full handshake: the device starts from nothing. The
@@ -220,8 +181,7 @@ async fn batch_sync_in_early_data_is_served_and_a_retry_gets_the_same_answer() {
     // A new document pushed by a request sent entirely as early data.
     let id = new_document_id();
     let doc = visit(&device.actor, "sent in early data");
-    device.state.note_local_change(id, doc.get_heads());
-    device.docs.insert(id, doc);
+    device.put(id, doc);
     let body = device.plan();
     let request = sync_request(&address, &device.token, &body);
     assert!(request.len() < 16 * 1024, "fits the server's early data");
@@ -301,7 +261,7 @@ async fn batch_sync_in_early_data_is_served_and_a_retry_gets_the_same_answer() {
     // The push was stored once: another officer's device in the district receives it.
     device.apply(&answer.body);
     let colleague = server.officer("rekan", &[HOME_DISTRICT]).await;
-    let mut other = Device::of(&colleague);
+    let mut other = Phone::of(&colleague);
     let mut client = TlsClient::connect(&address, client_config(&cert, false))
         .await
         .expect("handshake");
