@@ -408,6 +408,13 @@ export class Client {
     } catch (e) {
       if (!isTransientNetworkError(e)) throw e;
     }
+    if (this.repo.storageSubsystem) {
+      // The Repo also saves each changed document on a 100 ms throttle that nobody awaits, and
+      // NodeFS writes files in place: a process that exits during such a write leaves a
+      // truncated chunk, which loads as an empty document. Let those saves finish first.
+      await sleep(300);
+      await this.repo.flush();
+    }
   }
 }
 
